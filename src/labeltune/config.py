@@ -1,0 +1,198 @@
+"""Settings as validated dataclasses that round-trip through JSON/YAML.
+
+Unknown keys are ignored with a warning (a newer run directory still loads); invalid values raise
+ConfigError in ``__post_init__`` with the accepted values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = [
+    "ModelSettings",
+    "LoraSettings",
+    "DataSettings",
+    "TrainSettings",
+    "RunConfig",
+]
+
+TASKS = ("sequence", "token")
+POOLINGS = ("last", "mean", "max")
+PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+ALIGNMENTS = ("first", "last", "mean", "all")
+ATTN_BACKENDS = ("sdpa", "eager")
+BATCHING = ("packed", "bucketed", "padded")
+
+
+def _check(value, allowed, name):
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, allowed))}")
+
+
+def _from_dict(cls, data: dict[str, Any] | None):
+    """Build ``cls`` from a dict, warning about (and ignoring) keys it does not know."""
+    data = dict(data or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        warnings.warn(f"{cls.__name__}: ignoring unknown settings {unknown}", stacklevel=3)
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ModelSettings:
+    name: str = field(default="default", metadata={"help": "'default' (embedded SmolLM2-135M-Instruct), hub id, local dir or .gguf file"})
+    task: str = field(default="sequence", metadata={"help": "sequence (one label per text) or token (a tag per word)"})
+    pooling: str = field(default="last", metadata={"help": "sequence pooling over real tokens: last, mean or max"})
+    problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
+    unmask: str = field(default="none", metadata={"help": "bidirectional layers: none, all, from:K or i,j,k"})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
+    head_dropout: float = field(default=0.0, metadata={"help": "dropout on final hidden states before the head"})
+    label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
+    threshold: float = field(default=0.5, metadata={"help": "multi_label decision threshold on sigmoid scores"})
+
+    def __post_init__(self):
+        _check(self.task, TASKS, "task")
+        _check(self.pooling, POOLINGS, "pooling")
+        _check(self.problem_type, PROBLEM_TYPES, "problem_type")
+        _check(self.attn_implementation, ATTN_BACKENDS, "attn_implementation")
+        _check(self.label_alignment, ALIGNMENTS, "label_alignment")
+        if self.task == "token" and self.problem_type != "single_label":
+            raise ConfigError("task=token supports problem_type=single_label only")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ConfigError(f"head_dropout={self.head_dropout} must be in [0, 1)")
+        self.unmask = str(self.unmask).replace(" ", "")
+        from .attention import parse_unmask  # validates syntax; layer range is checked at load
+
+        parse_unmask(self.unmask, num_layers=None)
+
+
+@dataclass
+class LoraSettings:
+    r: int = field(default=16, metadata={"help": "LoRA rank (paper: 12)"})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (paper: 32)"})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (paper: 0.1)"})
+    target_modules: str = field(default="all-linear", metadata={"help": "comma list of module names, or all-linear (paper: q_proj,v_proj)"})
+
+    def __post_init__(self):
+        if self.r <= 0 or self.alpha <= 0:
+            raise ConfigError(f"LoRA r={self.r} and alpha={self.alpha} must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"LoRA dropout={self.dropout} must be in [0, 1)")
+        if isinstance(self.target_modules, (list, tuple)):
+            self.target_modules = ",".join(self.target_modules)
+        if not self.target_modules.strip():
+            raise ConfigError("LoRA target_modules is empty; give e.g. q_proj,v_proj or all-linear")
+
+    def modules(self) -> str | list[str]:
+        t = self.target_modules.strip()
+        return t if t == "all-linear" else [m.strip() for m in t.split(",") if m.strip()]
+
+
+@dataclass
+class DataSettings:
+    text_column: str = field(default="text", metadata={"help": "column holding the text"})
+    text_pair_column: str | None = field(default=None, metadata={"help": "second text column for pair tasks"})
+    label_column: str = field(default="label", metadata={"help": "column holding the label (name or int)"})
+    tokens_column: str = field(default="tokens", metadata={"help": "token task, JSONL/datasets: word list column"})
+    tags_column: str = field(default="tags", metadata={"help": "token task, JSONL/datasets: tag list column"})
+    format: str = field(default="auto", metadata={"help": "auto (by extension), csv, tsv, jsonl, parquet, label-text, conll"})
+    label_delimiter: str | None = field(default=None, metadata={"help": "keep the part of each label before this (TREC 'DESC:manner' -> 'DESC' with ':')"})
+    conll_tag_column: int = field(default=-1, metadata={"help": "CoNLL: index of the tag column (-1 = last)"})
+    max_length: int = field(default=128, metadata={"help": "tokens per example; longer ones are truncated and counted"})
+
+    def __post_init__(self):
+        _check(self.format, ("auto", "csv", "tsv", "jsonl", "parquet", "label-text", "conll"), "format")
+        if self.max_length < 2:
+            raise ConfigError(f"max_length={self.max_length} must be at least 2")
+
+
+@dataclass
+class TrainSettings:
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training data (fractions allowed)"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate for LoRA and head"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up; then linear decay to 0"})
+    batch_size: int = field(default=16, metadata={"help": "examples per step (padded/bucketed) — upper bound when packed"})
+    max_tokens_per_batch: int = field(default=0, metadata={"help": "token budget per step (0: batch_size x max_length)"})
+    batching: str = field(default="bucketed", metadata={"help": "padded (file order), bucketed (length-sorted token budget) or packed"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 disables)"})
+    class_weights: str = field(default="none", metadata={"help": "none, balanced, or comma list of weights in label order"})
+    seed: int = field(default=42, metadata={"help": "seed for initialisation, shuffling and dropout"})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPUs that have it, fp32 on CPU), no, bf16, fp16"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward to save memory"})
+    eval_batch_tokens: int = field(default=4096, metadata={"help": "token budget per inference batch"})
+    max_steps: int = field(default=0, metadata={"help": "stop after this many optimiser steps (0: no limit)"})
+    time_budget_s: float = field(default=0.0, metadata={"help": "stop training after this many seconds (0: no limit); the schedule assumes the full run"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader workers"})
+
+    def __post_init__(self):
+        _check(self.batching, BATCHING, "batching")
+        _check(self.mixed_precision, ("auto", "no", "bf16", "fp16"), "mixed_precision")
+        if self.epochs <= 0 or self.lr <= 0 or self.batch_size <= 0 or self.grad_accum <= 0:
+            raise ConfigError("epochs, lr, batch_size and grad_accum must be positive")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
+        if self.class_weights not in ("none", "balanced"):
+            try:
+                [float(w) for w in str(self.class_weights).split(",")]
+            except ValueError:
+                raise ConfigError(f"class_weights={self.class_weights!r}: use none, balanced or numbers like 1,2.5") from None
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as RUN/config.json beside the weights."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        data = dict(data or {})
+        sections = {"model": ModelSettings, "lora": LoraSettings, "data": DataSettings, "train": TrainSettings}
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            warnings.warn(f"RunConfig: ignoring unknown sections {unknown}", stacklevel=2)
+        return cls(**{k: _from_dict(c, data.get(k)) for k, c in sections.items()})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        """Load JSON or YAML (by extension)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror}); check the path") from None
+        try:
+            data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'} ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping with sections model/lora/data/train")
+        return cls.from_dict(data)
+
+    def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> "RunConfig":
+        """A copy with ``{section: {field: value}}`` applied (None values are skipped)."""
+        d = self.to_dict()
+        for section, values in overrides.items():
+            d[section].update({k: v for k, v in values.items() if v is not None})
+        return RunConfig.from_dict(d)

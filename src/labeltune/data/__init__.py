@@ -1,0 +1,8 @@
+"""Readers, label maps, tokenisation and batching."""
+
+from .batching import Encoded, collate, encode_texts, inference_batches, plan_batches
+from .labels import LabelMap
+from .readers import TextExample, read_text_examples
+
+__all__ = ["Encoded", "collate", "encode_texts", "inference_batches", "plan_batches", "LabelMap", "TextExample",
+           "read_text_examples"]

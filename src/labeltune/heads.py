@@ -1,0 +1,76 @@
+"""Pooling over groups of tokens, linear label heads and their losses.
+
+Every pooling is a *group* reduction: ``group_ids`` (B, T) gives each token the index of the example
+(sequence task) or word/unit (token task) it belongs to, -1 for padding. One code path therefore
+serves right or left padding, pad == eos, and several examples packed into one row.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["group_pool", "SequenceHead", "TokenHead", "label_loss"]
+
+
+def group_pool(hidden: torch.Tensor, group_ids: torch.Tensor, num_groups: int, how: str) -> torch.Tensor:
+    """(B, T, H) states, (B, T) group ids in [0, G) or -1 -> (G, H) pooled states.
+
+    last: the state at the highest position of each group (the last real token);
+    mean / max: over the group's tokens only, padding never enters.
+    """
+    h = hidden.reshape(-1, hidden.shape[-1])  # (B*T, H)
+    g = group_ids.reshape(-1)
+    real = g >= 0
+    h, g = h[real], g[real]  # (N, H), (N,)
+    if how == "last":
+        flat_pos = torch.arange(group_ids.numel(), device=g.device)[real]
+        last = torch.full((num_groups,), -1, dtype=torch.long, device=g.device)
+        last = last.scatter_reduce(0, g, flat_pos, reduce="amax", include_self=True)
+        # map flat positions back to rows of the filtered (N, H) matrix
+        row_of = torch.full((group_ids.numel(),), -1, dtype=torch.long, device=g.device)
+        row_of[flat_pos] = torch.arange(len(flat_pos), device=g.device)
+        return h[row_of[last]]
+    if how == "mean":
+        total = h.new_zeros(num_groups, h.shape[-1]).index_add_(0, g, h)
+        count = torch.bincount(g, minlength=num_groups).clamp_min(1).to(h.dtype)
+        return total / count[:, None]
+    if how == "max":
+        return h.new_full((num_groups, h.shape[-1]), float("-inf")).index_reduce_(0, g, h, "amax", include_self=True)
+    raise ValueError(f"unknown pooling {how!r}")
+
+
+class SequenceHead(nn.Module):
+    """Pool each example's final states, then dropout + linear: (B, T, H) -> (E, num_labels)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, pooling: str, dropout: float = 0.0):
+        super().__init__()
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.score = nn.Linear(hidden_size, num_labels)
+        nn.init.normal_(self.score.weight, std=hidden_size**-0.5 * 0.1)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, hidden, group_ids, num_groups):
+        pooled = group_pool(hidden, group_ids, num_groups, self.pooling)  # (E, H)
+        return self.score(self.dropout(pooled.to(self.score.weight.dtype)))
+
+
+class TokenHead(SequenceHead):
+    """A label per unit (word or sub-word): mean over the unit's tokens (one token for first/last)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1):
+        super().__init__(hidden_size, num_labels, pooling="mean", dropout=dropout)
+
+
+def label_loss(logits, labels, problem_type: str, class_weights: torch.Tensor | None = None):
+    """CE (single label; -100 ignored), BCE (multi label, labels (E, L) in {0,1}) or MSE (regression)."""
+    if problem_type == "single_label":
+        w = class_weights.to(logits.device, logits.dtype) if class_weights is not None else None
+        return F.cross_entropy(logits.float(), labels, weight=w, ignore_index=-100)
+    if problem_type == "multi_label":
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    if problem_type == "regression":
+        return F.mse_loss(logits.float().squeeze(-1), labels.float())
+    raise ValueError(f"unknown problem_type {problem_type!r}")

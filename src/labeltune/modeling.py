@@ -1,0 +1,204 @@
+"""LabelModel = decoder backbone (+ LoRA via PEFT, + per-layer unmasking) + label head.
+
+Saved as a run directory (see ``save_pretrained``), the contract between train, evaluate, predict,
+serve and export.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import attention
+from .backbone import load_backbone, load_tokenizer
+from .config import RunConfig
+from .data.batching import Encoded, collate, encode_texts, inference_batches
+from .data.labels import LabelMap
+from .errors import ConfigError
+from .heads import SequenceHead, TokenHead, label_loss
+
+__all__ = ["LabelModel", "LabelOutput"]
+
+RUN_FILES = ("config.json", "labels.json", "head.safetensors", "adapter", "tokenizer", "backbone.json")
+
+
+@dataclass
+class LabelOutput:
+    logits: torch.Tensor  # (E, L) sequence task, (U, L) token task
+    loss: torch.Tensor | None = None
+
+
+def _apply_lora(backbone, lora) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora.modules()
+    if targets != "all-linear":
+        names = {n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}
+        missing = [t for t in targets if t not in names]
+        if missing:
+            raise ConfigError(f"LoRA target modules {missing} do not exist in this model; its linear layers are "
+                              f"{', '.join(sorted(names))} (or use all-linear)")
+    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, bias="none")
+    return get_peft_model(backbone, cfg)
+
+
+class LabelModel(nn.Module):
+    def __init__(self, backbone: nn.Module, tokenizer, config: RunConfig, labels: LabelMap, source: str):
+        super().__init__()
+        self.backbone, self.tokenizer, self.config, self.labels, self.source = backbone, tokenizer, config, labels, source
+        m = config.model
+        base_config = self._base().config
+        self.num_layers = base_config.num_hidden_layers
+        self.bidirectional = attention.parse_unmask(m.unmask, self.num_layers)
+        self.can_plan = base_config.model_type in attention.SUPPORTED_FAMILIES
+        if self.bidirectional or config.train.batching == "packed":
+            attention.check_supported(base_config, m.attn_implementation)
+        if self.can_plan:  # stock behaviour until a forward carries a MaskPlan
+            attention.enable_labeltune_attention(self._base(), m.attn_implementation)
+        hidden = base_config.hidden_size
+        n = len(labels) if labels.problem_type != "regression" else 1
+        self.head = (TokenHead(hidden, n, m.head_dropout) if m.task == "token"
+                     else SequenceHead(hidden, n, m.pooling, m.head_dropout))
+        self.class_weights: torch.Tensor | None = None
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: RunConfig, labels: LabelMap, dtype: torch.dtype | None = None) -> "LabelModel":
+        """A fresh model: pretrained backbone, new LoRA adapters, new head."""
+        backbone, tokenizer, source = load_backbone(config.model.name, config.model.attn_implementation, dtype)
+        backbone.config.use_cache = False
+        model = cls(_apply_lora(backbone, config.lora), tokenizer, config, labels, source)
+        return model
+
+    def _base(self) -> nn.Module:
+        """The transformers model underneath PEFT's wrappers."""
+        b = self.backbone
+        return b.get_base_model() if hasattr(b, "get_base_model") else b
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.score.weight.device
+
+    # ---- forward ------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Any]) -> LabelOutput:
+        dev = self.device
+        seg = batch["segment_ids"].to(dev)
+        packed = bool((seg > 1).any())
+        kwargs: dict[str, Any] = {}
+        if self.bidirectional or packed:
+            if not self.can_plan:
+                raise ConfigError("packing/unmasking needs a supported family: " + ", ".join(attention.SUPPORTED_FAMILIES))
+            kwargs["labeltune_plan"] = attention.MaskPlan(seg, batch["position_ids"].to(dev), self.bidirectional)
+            mask = None
+        else:
+            mask = (seg > 0).long()
+        hidden = self.backbone(input_ids=batch["input_ids"].to(dev), attention_mask=mask,
+                               position_ids=batch["position_ids"].to(dev), use_cache=False, **kwargs).last_hidden_state
+        if self.config.model.task == "token":
+            logits = self.head(hidden, batch["unit_ids"].to(dev), batch["num_units"])
+        else:
+            logits = self.head(hidden, batch["example_ids"].to(dev), batch["num_examples"])
+        loss = None
+        if "labels" in batch:
+            loss = label_loss(logits, batch["labels"].to(dev), self.labels.problem_type, self.class_weights)
+        return LabelOutput(logits, loss)
+
+    # ---- inference ----------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[list[Encoded], int]:
+        ids, truncated = encode_texts(self.tokenizer, texts, pairs, self.config.data.max_length)
+        return [Encoded(x) for x in ids], truncated
+
+    @torch.no_grad()
+    def logits(self, encoded: Sequence[Encoded], max_tokens: int | None = None) -> list[torch.Tensor]:
+        """Per-example logits in input order; batches sorted by length under a token budget."""
+        was_training = self.training
+        self.eval()
+        budget = max_tokens or self.config.train.eval_batch_tokens
+        out: list[torch.Tensor | None] = [None] * len(encoded)
+        pad = self.tokenizer.pad_token_id
+        for rows in inference_batches([len(e) for e in encoded], budget):
+            batch = collate(rows, encoded, pad, "none")
+            logits = self(batch).logits.float().cpu()
+            if self.config.model.task == "token":  # split the (U, L) units back per example
+                counts = [max(max(encoded[i].units) + 1, 0) for i in batch["order"]]
+                for i, part in zip(batch["order"], torch.split(logits, counts)):
+                    out[i] = part
+            else:
+                for i, row in zip(batch["order"], logits):
+                    out[i] = row
+        self.train(was_training)
+        return out  # type: ignore[return-value]
+
+    def predict(self, texts: str | Sequence[str], pairs: str | Sequence[str] | None = None):
+        """Label names and scores; one text -> one dict, a list -> a list in the same order."""
+        single = isinstance(texts, str)
+        texts_l = [texts] if single else list(texts)
+        pairs_l = ([pairs] if isinstance(pairs, str) else list(pairs)) if pairs is not None else None
+        encoded, _ = self.encode(texts_l, pairs_l)
+        results = [self._decode(row) for row in self.logits(encoded)]
+        return results[0] if single else results
+
+    def _decode(self, logits: torch.Tensor) -> dict[str, Any]:
+        kind, names = self.labels.problem_type, self.labels.names
+        if kind == "regression":
+            return {"value": float(logits[0])}
+        if kind == "multi_label":
+            p = torch.sigmoid(logits)
+            chosen = [n for n, s in zip(names, p) if s >= self.config.model.threshold]
+            return {"labels": chosen, "scores": {n: float(s) for n, s in zip(names, p)}}
+        p = torch.softmax(logits, -1)
+        best = int(p.argmax())
+        return {"label": names[best], "score": float(p[best]), "scores": {n: float(s) for n, s in zip(names, p)}}
+
+    # ---- persistence --------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """LoRA + head parameters (small): what training changes."""
+        return {k: v.detach().clone() for k, v in self.named_parameters() if v.requires_grad}
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the run-directory files (config, labels, adapter, head, tokenizer, backbone reference)."""
+        import peft
+        import transformers
+
+        from . import __version__
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.save(path / "config.json")
+        self.labels.save(path / "labels.json")
+        self.backbone.save_pretrained(path / "adapter")
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, path / "head.safetensors")
+        self.tokenizer.save_pretrained(path / "tokenizer")
+        base = self._base().config
+        (path / "backbone.json").write_text(json.dumps({
+            "name": self.config.model.name, "source": self.source, "model_type": base.model_type,
+            "num_hidden_layers": base.num_hidden_layers, "hidden_size": base.hidden_size,
+            "versions": {"labeltune": __version__, "transformers": transformers.__version__,
+                         "peft": peft.__version__, "torch": torch.__version__},
+        }, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "LabelModel":
+        from peft import PeftModel
+
+        path = Path(path)
+        missing = [f for f in RUN_FILES if not (path / f).exists()]
+        if missing:
+            raise ConfigError(f"{path} is not a complete labeltune run (missing {', '.join(missing)}); "
+                              "give the --output directory of a finished `labeltune train`")
+        config = RunConfig.load(path / "config.json")
+        labels = LabelMap.load(path / "labels.json")
+        backbone, _, source = load_backbone(config.model.name, config.model.attn_implementation, dtype)
+        backbone.config.use_cache = False
+        backbone = PeftModel.from_pretrained(backbone, path / "adapter")
+        model = cls(backbone, load_tokenizer(str(path / "tokenizer")), config, labels, source)
+        model.head.load_state_dict(load_file(path / "head.safetensors"))
+        model.eval()
+        return model.to(device) if device is not None else model

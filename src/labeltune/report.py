@@ -1,0 +1,78 @@
+"""Learning curves and confusion matrices as PNG files (matplotlib, imported lazily, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["plot_learning_curves", "plot_confusion_matrix", "plot_entity_f1"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(log: Sequence[dict], path: Path, metric: str) -> None:
+    """Training loss per logged step and the eval metric per epoch, on a shared step axis."""
+    plt = _plt()
+    steps = [r["step"] for r in log if "loss" in r]
+    losses = [r["loss"] for r in log if "loss" in r]
+    evals = [r for r in log if r.get("event") == "eval"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, losses, color="tab:blue", label="train loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("train loss", color="tab:blue")
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot([r["step"] for r in evals], [r[metric] for r in evals], "o-", color="tab:orange", label=f"eval {metric}")
+        if any("eval_loss" in r for r in evals):
+            ax.plot([r["step"] for r in evals], [r.get("eval_loss") for r in evals], "s--", color="tab:green", label="eval loss")
+        ax2.set_ylabel(f"eval {metric}", color="tab:orange")
+    ax.legend(loc="upper left")
+    ax.set_title("learning curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str], path: Path, title: str = "") -> None:
+    plt = _plt()
+    n = len(names)
+    size = min(2 + 0.5 * n, 14)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = max((max(r) for r in matrix), default=0)
+    if n <= 30:
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > peak / 2 else "black", fontsize=8)
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_entity_f1(per_type: dict, path: Path) -> None:
+    """Bar chart of entity-level precision / recall / F1 per type."""
+    plt = _plt()
+    types = list(per_type)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(types)), 4))
+    width = 0.27
+    for k, key in enumerate(("precision", "recall", "f1")):
+        ax.bar([i + (k - 1) * width for i in range(len(types))], [per_type[t][key] for t in types], width, label=key)
+    ax.set_xticks(range(len(types)), types)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title("entity scores per type")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,53 @@
+"""Tiny random decoders and a word-level tokenizer built locally (no hub access)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoConfig, PreTrainedTokenizerFast
+
+WORDS = ("the a movie film was is great good bad awful terrible fine boring fun loved hated plot actors "
+         "john smith lives in paris works at acme corp london new york visited google city").split()
+
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=256, vocab_size=len(WORDS) + 4)
+
+FAMILIES = {
+    "llama": {},
+    "mistral": {"sliding_window": 4},
+    "qwen2": {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1,
+              "layer_types": ["full_attention", "sliding_attention"]},
+    "qwen3": {"head_dim": 8},
+    "gemma2": {"head_dim": 8, "sliding_window": 4, "query_pre_attn_scalar": 8},
+    "gemma3_text": {"head_dim": 8, "sliding_window": 4, "query_pre_attn_scalar": 8,
+                    "layer_types": ["sliding_attention", "full_attention"]},
+    "phi3": {},
+}
+
+
+def make_tokenizer(pad_is_eos: bool = False) -> PreTrainedTokenizerFast:
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
+    vocab.update({w: i + 4 for i, w in enumerate(WORDS)})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="</s>" if pad_is_eos else "<pad>")
+
+
+def make_tiny_dir(root: Path, family: str = "llama", head: str | None = None, pad_is_eos: bool = False,
+                  seed: int = 0) -> Path:
+    """Save a tiny random ``family`` model (optionally with a stock head class) and tokenizer to ``root``."""
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    tok = make_tokenizer(pad_is_eos)
+    cfg = AutoConfig.for_model(family, **TINY, **FAMILIES[family], pad_token_id=tok.pad_token_id,
+                               bos_token_id=1, eos_token_id=2, num_labels=3)
+    torch.manual_seed(seed)
+    cls = {"seq": AutoModelForSequenceClassification, "tok": AutoModelForTokenClassification}.get(head, AutoModel)
+    model = cls.from_config(cfg)
+    path = root / f"tiny-{family}-{head or 'base'}-{int(pad_is_eos)}"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
