@@ -51,3 +51,38 @@ def make_tiny_dir(root: Path, family: str = "llama", head: str | None = None, pa
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def manual_batch(seqs: list[list[int]], pad_id: int, extra_pad: int = 0, left: bool = False) -> dict:
+    """One example a row, padded on the chosen side with ``extra_pad`` more pads than needed."""
+    width = max(map(len, seqs)) + extra_pad
+    B = len(seqs)
+    input_ids = torch.full((B, width), pad_id)
+    segment_ids = torch.zeros((B, width), dtype=torch.long)
+    position_ids = torch.zeros((B, width), dtype=torch.long)
+    example_ids = torch.full((B, width), -1)
+    for b, s in enumerate(seqs):
+        start = width - len(s) if left else 0
+        sl = slice(start, start + len(s))
+        input_ids[b, sl] = torch.tensor(s)
+        segment_ids[b, sl] = 1
+        position_ids[b, sl] = torch.arange(len(s))
+        example_ids[b, sl] = b
+    return dict(input_ids=input_ids, segment_ids=segment_ids, position_ids=position_ids, example_ids=example_ids,
+                num_examples=B)
+
+
+def tiny_label_model(model_dir, labels=("neg", "pos", "neu"), **model_settings):
+    from labeltune import LabelModel, RunConfig
+    from labeltune.data import LabelMap
+
+    cfg = RunConfig.from_dict({"model": {"name": str(model_dir), **model_settings},
+                               "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0}})
+    torch.manual_seed(0)
+    model = LabelModel.from_config(cfg, LabelMap(list(labels)))
+    # LoRA B starts at zero; give it values so adapters matter in every comparison
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    return model.eval()

@@ -111,6 +111,12 @@ def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dty
         model = AutoModel.from_pretrained(source, attn_implementation=attn_implementation, dtype=dtype or torch.float32)
     except OSError as e:
         raise ConfigError(f"cannot load model {name!r}: {e}") from None
+    except ValueError as e:
+        if "does not support an attention implementation" not in str(e):
+            raise
+        # e.g. Gemma2 has no SDPA path (attention soft-capping): its own eager attention is the correct one
+        log.warning("%s: %s attention unsupported by this family; using eager", name, attn_implementation)
+        model = AutoModel.from_pretrained(source, attn_implementation="eager", dtype=dtype or torch.float32)
     if getattr(model.config, "is_encoder_decoder", False):
         raise ConfigError(f"{name!r} is an encoder-decoder model; labeltune fine-tunes decoder-only LLMs")
     return model, load_tokenizer(source), source

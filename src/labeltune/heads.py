@@ -37,7 +37,8 @@ def group_pool(hidden: torch.Tensor, group_ids: torch.Tensor, num_groups: int, h
         count = torch.bincount(g, minlength=num_groups).clamp_min(1).to(h.dtype)
         return total / count[:, None]
     if how == "max":
-        return h.new_full((num_groups, h.shape[-1]), float("-inf")).index_reduce_(0, g, h, "amax", include_self=True)
+        index = g[:, None].expand_as(h)
+        return h.new_full((num_groups, h.shape[-1]), float("-inf")).scatter_reduce(0, index, h, "amax")
     raise ValueError(f"unknown pooling {how!r}")
 
 

@@ -57,10 +57,12 @@ class LabelModel(nn.Module):
         self.num_layers = base_config.num_hidden_layers
         self.bidirectional = attention.parse_unmask(m.unmask, self.num_layers)
         self.can_plan = base_config.model_type in attention.SUPPORTED_FAMILIES
+        # the backend actually loaded (a family without SDPA falls back to its own eager attention)
+        backend = base_config._attn_implementation.removeprefix("labeltune_")
         if self.bidirectional or config.train.batching == "packed":
-            attention.check_supported(base_config, m.attn_implementation)
+            attention.check_supported(base_config, backend)
         if self.can_plan:  # stock behaviour until a forward carries a MaskPlan
-            attention.enable_labeltune_attention(self._base(), m.attn_implementation)
+            attention.enable_labeltune_attention(self._base(), backend)
         hidden = base_config.hidden_size
         n = len(labels) if labels.problem_type != "regression" else 1
         self.head = (TokenHead(hidden, n, m.head_dropout) if m.task == "token"
@@ -126,7 +128,7 @@ class LabelModel(nn.Module):
             batch = collate(rows, encoded, pad, "none")
             logits = self(batch).logits.float().cpu()
             if self.config.model.task == "token":  # split the (U, L) units back per example
-                counts = [max(max(encoded[i].units) + 1, 0) for i in batch["order"]]
+                counts = [max(encoded[i].units, default=-1) + 1 for i in batch["order"]]
                 for i, part in zip(batch["order"], torch.split(logits, counts)):
                     out[i] = part
             else:

@@ -139,7 +139,7 @@ def collate(rows: list[list[int]], examples: Sequence[Encoded], pad_id: int, pro
         position_ids[b, start:] = torch.arange(width - start)
     batch = dict(input_ids=input_ids, segment_ids=segment_ids, position_ids=position_ids, example_ids=example_ids,
                  num_examples=len(order), order=order, real_tokens=int((segment_ids > 0).sum()))
-    if n_units:
+    if any(examples[i].units is not None for row in rows for i in row):
         batch.update(unit_ids=unit_ids, num_units=n_units)
     if problem == "token":
         batch["labels"] = torch.tensor(unit_targets, dtype=torch.long)

@@ -78,7 +78,7 @@ def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[dict, str]]:
             yield dict(zip(header, fields)), f"row {i} (line {line})"
     except csv.Error as e:
         raise DataError(path, f"line {reader.line_num}", f"malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({e})",
-                        "check quotes on this line") from None
+                        "close the quote on this line (double a quote inside a quoted field)") from None
 
 
 def _rows_jsonl(path: Path) -> Iterator[tuple[dict, str]]:

@@ -1,0 +1,50 @@
+"""Integration tier: the embedded SmolLM2-135M on real SST-2 sentences (a handful, to stay fast)."""
+
+import random
+
+import pytest
+from conftest import shared_data
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sst2_run(tmp_path_factory):
+    from labeltune import RunConfig
+    from labeltune.train import train
+
+    src = shared_data("sst2", "train.tsv")
+    lines = src.read_text().splitlines()
+    body = lines[1:]
+    random.Random(0).shuffle(body)
+    root = tmp_path_factory.mktemp("sst2")
+    (root / "train.tsv").write_text("\n".join([lines[0]] + body[:64]) + "\n")
+    (root / "dev.tsv").write_text("\n".join([lines[0]] + body[64:96]) + "\n")
+    cfg = RunConfig.from_dict({"data": {"text_column": "sentence", "max_length": 64},
+                               "train": {"epochs": 1, "batch_size": 16}})
+    metrics = train(cfg, str(root / "train.tsv"), str(root / "dev.tsv"), root / "run", progress=False, echo=print)
+    return root / "run", metrics
+
+
+def test_embedded_model_trains_and_predicts(sst2_run):
+    from labeltune import LabelModel
+
+    run, metrics = sst2_run
+    assert metrics["train_examples"] == 64 and metrics["n"] == 32
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    model = LabelModel.from_pretrained(run)
+    preds = model.predict(["a gorgeous , witty , seductive movie .", "the plot is a mess and the acting is worse ."])
+    assert [set(p["scores"]) for p in preds] == [{"0", "1"}] * 2
+    assert all(abs(sum(p["scores"].values()) - 1) < 1e-5 for p in preds)
+
+
+def test_default_model_loads_from_cache_quickly():
+    import time
+
+    from labeltune.backbone import load_backbone
+
+    load_backbone("default")  # converts once if the cache is cold
+    t0 = time.perf_counter()
+    model, tok, source = load_backbone("default")
+    assert time.perf_counter() - t0 < 3.0
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30

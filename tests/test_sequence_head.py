@@ -1,0 +1,56 @@
+"""Sequence head: equals transformers' stock head; invariant to padding amount/side and pad == eos."""
+
+import pytest
+import torch
+from helpers import make_tiny_dir, manual_batch, tiny_label_model
+from transformers import AutoModelForSequenceClassification
+
+TEXTS = ["the movie was great", "bad", "john smith lives in new york city", "the plot was boring"]
+
+
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_same_logits_as_llama_for_sequence_classification(tmp_path, pad_is_eos):
+    path = make_tiny_dir(tmp_path, "llama", head="seq", pad_is_eos=pad_is_eos)
+    ref = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    ours = tiny_label_model(path, pooling="last")
+    with torch.no_grad():  # LoRA B = 0 gives the pretrained weights; copy the stock head
+        for name, p in ours.named_parameters():
+            if "lora_B" in name:
+                p.zero_()
+        ours.head.score.weight.copy_(ref.score.weight)
+        ours.head.score.bias.zero_()
+    tok = ours.tokenizer
+    texts = TEXTS if not pad_is_eos else TEXTS[:1] * 2  # stock head with pad == eos needs equal lengths
+    enc = tok(texts, padding=True, return_tensors="pt")
+    batch = manual_batch([tok(t)["input_ids"] for t in texts], tok.pad_token_id)
+    with torch.no_grad():
+        expected = ref(**enc).logits
+        got = ours(batch).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_logits_do_not_depend_on_padding(tmp_path, pooling, pad_is_eos):
+    path = make_tiny_dir(tmp_path, "llama", pad_is_eos=pad_is_eos)
+    model = tiny_label_model(path, pooling=pooling)
+    tok = model.tokenizer
+    seqs = [tok(t)["input_ids"] for t in TEXTS]
+    with torch.no_grad():
+        alone = torch.cat([model(manual_batch([s], tok.pad_token_id)).logits for s in seqs])
+        for left in (False, True):
+            for extra in (0, 5):
+                got = model(manual_batch(seqs, tok.pad_token_id, extra_pad=extra, left=left)).logits
+                torch.testing.assert_close(got, alone, atol=1e-5, rtol=0)
+
+
+def test_pooling_reads_the_mask_not_pad_ids(tmp_path):
+    """pad == eos and a real eos inside the text: 'last' must still pick the last real token."""
+    path = make_tiny_dir(tmp_path, "llama", pad_is_eos=True)
+    model = tiny_label_model(path, pooling="last")
+    eos = model.tokenizer.eos_token_id
+    seq = model.tokenizer("the movie")["input_ids"] + [eos]
+    with torch.no_grad():
+        a = model(manual_batch([seq], eos)).logits
+        b = model(manual_batch([seq, seq + [5, 6]], eos)).logits[:1]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

@@ -1,0 +1,146 @@
+"""Per-layer unmasking through transformers' extension points: dependence on later tokens, a
+hand-computed bidirectional attention, padding invariance, isolation between instances."""
+
+import pytest
+import torch
+from helpers import FAMILIES, make_tiny_dir, manual_batch, tiny_label_model
+from transformers import AutoModel
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from labeltune import ConfigError
+from labeltune.attention import MaskPlan, enable_labeltune_attention, parse_unmask
+
+SEQ = [5, 6, 7, 8, 9, 10, 11, 12]
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("families")
+    return {f: make_tiny_dir(root, f) for f in FAMILIES}
+
+
+def _layer_outputs(model, seqs, bidirectional, left=False, extra_pad=0):
+    """Hidden states after every layer for a padded batch run with a MaskPlan: list of (B, T, H)."""
+    b = manual_batch(seqs, pad_id=3, extra_pad=extra_pad, left=left)
+    plan = MaskPlan(b["segment_ids"], b["position_ids"], frozenset(bidirectional))
+    out = model(input_ids=b["input_ids"], position_ids=b["position_ids"], attention_mask=None,
+                labeltune_plan=plan, output_hidden_states=True, use_cache=False)
+    return out.hidden_states[1:], b
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("padded", [False, True])
+def test_unmasked_layer_sees_later_tokens_causal_layer_does_not(family_dirs, family, backend, padded):
+    if family == "gemma2" and backend == "sdpa":
+        pytest.skip("transformers has no SDPA path for Gemma2 (attention soft-capping); it loads as eager")
+    model = AutoModel.from_pretrained(family_dirs[family], attn_implementation=backend).eval()
+    enable_labeltune_attention(model, backend)
+    changed = SEQ[:4] + [20] + SEQ[5:]  # token 4 differs (inside every sliding window of size 4 around 2)
+    other = [[4, 5]] if padded else []
+    with torch.no_grad():
+        a, _ = _layer_outputs(model, [SEQ] + other, bidirectional={1})
+        b, _ = _layer_outputs(model, [changed] + other, bidirectional={1})
+    i = 2  # a position before the changed token
+    torch.testing.assert_close(a[0][0, i], b[0][0, i], atol=1e-6, rtol=0)  # layer 0 causal: unchanged
+    assert (a[1][0, i] - b[1][0, i]).abs().max() > 1e-4  # layer 1 bidirectional: sees the future
+
+
+def _project(attn, x):
+    """(B, T, H) -> q, k, v as (B, heads, T, head_dim)."""
+    B, T, _ = x.shape
+    hd = attn.head_dim
+    q = attn.q_proj(x).view(B, T, -1, hd).transpose(1, 2)
+    k = attn.k_proj(x).view(B, T, -1, hd).transpose(1, 2)
+    v = attn.v_proj(x).view(B, T, -1, hd).transpose(1, 2)
+    return q, k, v
+
+
+def test_unmasked_attention_equals_hand_computation(tiny_llama):
+    model = AutoModel.from_pretrained(tiny_llama, attn_implementation="eager").eval()
+    enable_labeltune_attention(model, "eager")
+    captured = {}
+    attn = model.layers[0].self_attn
+    attn.register_forward_hook(lambda m, args, kwargs, out: captured.update(x=kwargs["hidden_states"],
+                                                                           pe=kwargs["position_embeddings"],
+                                                                           out=out[0]), with_kwargs=True)
+    with torch.no_grad():
+        _layer_outputs(model, [SEQ], bidirectional={0, 1})
+        x, (cos, sin) = captured["x"], captured["pe"]
+        q, k, v = _project(attn, x)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / attn.head_dim**0.5, dim=-1)  # no mask at all
+        expected = attn.o_proj((weights @ v).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+    torch.testing.assert_close(captured["out"], expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+@pytest.mark.parametrize("family", ["llama", "gemma2", "qwen2"])
+def test_unmasked_outputs_do_not_depend_on_padding(family_dirs, family, backend):
+    if family == "gemma2" and backend == "sdpa":
+        pytest.skip("transformers has no SDPA path for Gemma2 (attention soft-capping); it loads as eager")
+    model = AutoModel.from_pretrained(family_dirs[family], attn_implementation=backend).eval()
+    enable_labeltune_attention(model, backend)
+    short = [5, 6, 7]
+    with torch.no_grad():
+        alone, _ = _layer_outputs(model, [short], bidirectional={0, 1})
+        for left in (False, True):
+            for extra in (0, 4):
+                out, b = _layer_outputs(model, [short, SEQ], bidirectional={0, 1}, left=left, extra_pad=extra)
+                real = b["segment_ids"][0] > 0
+                torch.testing.assert_close(out[-1][0, real], alone[-1][0], atol=1e-5, rtol=0)
+
+
+def test_none_is_exactly_the_causal_model_and_instances_are_isolated(tiny_llama):
+    stock = AutoModel.from_pretrained(tiny_llama).eval()
+    causal = tiny_label_model(tiny_llama, unmask="none")
+    bidir = tiny_label_model(tiny_llama, unmask="all")
+    with torch.no_grad():
+        for name, p in causal.named_parameters():  # LoRA off: compare against the pretrained weights
+            if "lora_B" in name:
+                p.zero_()
+        batch = manual_batch([SEQ, [5, 6, 7]], pad_id=3)
+        mask = (batch["segment_ids"] > 0).long()
+        expected = stock(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"]).last_hidden_state
+        bidir(batch)  # running the unmasked instance must not leak into the other one
+        got = causal.backbone(input_ids=batch["input_ids"], attention_mask=mask,
+                              position_ids=batch["position_ids"]).last_hidden_state
+    assert torch.equal(got, expected)
+    assert causal._base().config._attn_implementation != bidir._base().config._attn_implementation or \
+        causal.bidirectional != bidir.bidirectional
+
+
+def test_sliding_window_layers_stay_windowed_but_two_sided():
+    seg = torch.ones(1, 6, dtype=torch.long)
+    pos = torch.arange(6)[None]
+    plan = MaskPlan(seg, pos, frozenset({0}))
+    allowed = plan.mask(causal=False, window=2, dtype=torch.float32)[0, 0] == 0
+    assert allowed[3].tolist() == [False, False, True, True, True, False]
+    allowed_causal = plan.mask(causal=True, window=2, dtype=torch.float32)[0, 0] == 0
+    assert allowed_causal[3].tolist() == [False, False, True, True, False, False]
+
+
+def test_parse_unmask():
+    assert parse_unmask("none", 4) == frozenset()
+    assert parse_unmask("all", 4) == {0, 1, 2, 3}
+    assert parse_unmask("from:2", 4) == {2, 3}
+    assert parse_unmask("0,3", 4) == {0, 3}
+    with pytest.raises(ConfigError, match="layers \\[7\\] do not exist; the model has layers 0..3"):
+        parse_unmask("1,7", 4)
+    with pytest.raises(ConfigError, match="K must be in 0..3"):
+        parse_unmask("from:9", 4)
+
+
+def test_unsupported_family_is_a_clear_error(tmp_path):
+    from transformers import GPT2Config, GPT2Model
+
+    model = GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2))
+    with pytest.raises(ConfigError, match="model family 'gpt2' is not supported.*supported: llama, mistral"):
+        enable_labeltune_attention(model, "sdpa")
+    from transformers import LlamaConfig, LlamaModel
+
+    llama = LlamaModel(LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    with pytest.raises(ConfigError, match="attention backend 'flash_attention_2' is not supported; supported: sdpa, eager"):
+        enable_labeltune_attention(llama, "flash_attention_2")
