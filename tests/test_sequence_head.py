@@ -31,9 +31,10 @@ def test_same_logits_as_llama_for_sequence_classification(tmp_path, pad_is_eos):
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 @pytest.mark.parametrize("pad_is_eos", [False, True])
-def test_logits_do_not_depend_on_padding(tmp_path, pooling, pad_is_eos):
+@pytest.mark.parametrize("unmask", ["none", "all"])  # "all": the paper's unLLaMA-seq
+def test_logits_do_not_depend_on_padding(tmp_path, pooling, pad_is_eos, unmask):
     path = make_tiny_dir(tmp_path, "llama", pad_is_eos=pad_is_eos)
-    model = tiny_label_model(path, pooling=pooling)
+    model = tiny_label_model(path, pooling=pooling, unmask=unmask)
     tok = model.tokenizer
     seqs = [tok(t)["input_ids"] for t in TEXTS]
     with torch.no_grad():

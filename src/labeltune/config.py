@@ -56,7 +56,7 @@ class ModelSettings:
     problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
     unmask: str = field(default="none", metadata={"help": "bidirectional layers: none, all, from:K or i,j,k"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
-    head_dropout: float = field(default=0.0, metadata={"help": "dropout on final hidden states before the head"})
+    head_dropout: float = field(default=0.1, metadata={"help": "dropout on final hidden states before the head"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
     threshold: float = field(default=0.5, metadata={"help": "multi_label decision threshold on sigmoid scores"})
 

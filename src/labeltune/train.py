@@ -172,10 +172,24 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
                  train_examples=len(train_enc), truncated_train_examples=n_cut)
     with atomic_run_dir(output, overwrite) as tmp:
         raw.save_pretrained(tmp)
+        _tensorboard(tmp / "tensorboard", train_log)
         write_json_atomic(tmp / "metrics.json", final)
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train_log))
         _plots(tmp / "plots", train_log, final, raw.labels.names, metric_name, task_problem)
     return final
+
+
+def _tensorboard(folder: Path, train_log) -> None:
+    """Mirror the JSONL log into TensorBoard event files when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    with SummaryWriter(str(folder)) as writer:
+        for r in train_log:
+            for k, v in r.items():
+                if k not in ("event", "step", "epoch") and isinstance(v, (int, float)):
+                    writer.add_scalar(f"{r['event']}/{k}", v, r["step"])
 
 
 def _plots(folder: Path, train_log, metrics, names, metric_name, problem) -> None:
