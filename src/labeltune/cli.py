@@ -28,6 +28,7 @@ _FLAGS = {
     "text_column": ("data", "text_column"), "text_pair_column": ("data", "text_pair_column"),
     "label_column": ("data", "label_column"), "format": ("data", "format"),
     "label_delimiter": ("data", "label_delimiter"), "max_length": ("data", "max_length"),
+    "append_eos": ("data", "append_eos"),
     "epochs": ("train", "epochs"), "lr": ("train", "lr"), "batch_size": ("train", "batch_size"),
     "batching": ("train", "batching"), "max_tokens_per_batch": ("train", "max_tokens_per_batch"),
     "grad_accum": ("train", "grad_accum"), "seed": ("train", "seed"), "class_weights": ("train", "class_weights"),
@@ -97,7 +98,9 @@ def train(
     label_column: Optional[str] = typer.Option(None),
     format: Optional[str] = typer.Option(None, help="auto | csv | tsv | jsonl | parquet | label-text | conll"),
     label_delimiter: Optional[str] = typer.Option(None, help="keep the label part before this (TREC coarse: ':')"),
-    max_length: Optional[int] = typer.Option(None), epochs: Optional[float] = typer.Option(None),
+    max_length: Optional[int] = typer.Option(None),
+    append_eos: Optional[bool] = typer.Option(None, help="end each text with EOS (sequence task)"),
+    epochs: Optional[float] = typer.Option(None),
     lr: Optional[float] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
     batching: Optional[str] = typer.Option(None, help="packed | bucketed | padded"),
     max_tokens_per_batch: Optional[int] = typer.Option(None), grad_accum: Optional[int] = typer.Option(None),
@@ -150,6 +153,32 @@ def demo(output: Path = typer.Option(Path("runs/demo"), "--output", help="where 
     from .demo import run_demo
 
     run_demo(output, epochs)
+
+
+def _suites_help() -> str:
+    try:
+        from .bench import list_suites
+
+        return "; ".join(f"{k}: {v}" for k, v in list_suites().items())
+    except Exception:  # help must render even if a suite file is broken
+        return "see labeltune/suites/"
+
+
+@app.command(help="Compare label supervision with prompting and an encoder on the paper's datasets. "
+                  "Suites: " + _suites_help())
+def bench(suite: str = typer.Argument("quick", help="suite name or YAML path"),
+          model: str = typer.Option("default", help="decoder for LS and prompting (hub id on a GPU, e.g. a 7B)"),
+          data_root: Path = typer.Option(Path(__file__).resolve().parents[2].parent / "shared" / "data",
+                                         help="folder with sst2/, sst5/, twitter_fin/, trec/, conll2003/, wnut17/"),
+          output: Path = typer.Option(Path("bench_out"), help="results.json, RESULTS.md and results.png go here"),
+          seeds: Optional[str] = typer.Option(None, help="comma list, overrides the suite's seeds"),
+          datasets: Optional[str] = typer.Option(None, help="comma list, a subset of the suite's datasets")):
+    from .bench import load_suite, run_suite
+
+    spec = load_suite(suite)
+    run_suite(spec, model, data_root, output / spec["name"], [int(x) for x in seeds.split(",")] if seeds else None,
+              datasets.split(",") if datasets else None, echo=typer.echo)
+    typer.echo(f"results: {output / spec['name']}/RESULTS.md, chart: {output / spec['name']}/results.png")
 
 
 def main() -> None:

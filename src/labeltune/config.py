@@ -109,6 +109,7 @@ class DataSettings:
     label_delimiter: str | None = field(default=None, metadata={"help": "keep the part of each label before this (TREC 'DESC:manner' -> 'DESC' with ':')"})
     conll_tag_column: int = field(default=-1, metadata={"help": "CoNLL: index of the tag column (-1 = last)"})
     max_length: int = field(default=128, metadata={"help": "tokens per example; longer ones are truncated and counted"})
+    append_eos: bool = field(default=False, metadata={"help": "sequence task: end every text with the EOS token (a fixed token for last pooling)"})
 
     def __post_init__(self):
         _check(self.format, ("auto", "csv", "tsv", "jsonl", "parquet", "label-text", "conll"), "format")

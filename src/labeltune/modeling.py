@@ -113,7 +113,8 @@ class LabelModel(nn.Module):
 
     # ---- inference ----------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[list[Encoded], int]:
-        ids, truncated = encode_texts(self.tokenizer, texts, pairs, self.config.data.max_length)
+        ids, truncated = encode_texts(self.tokenizer, texts, pairs, self.config.data.max_length,
+                                     self.config.data.append_eos)
         return [Encoded(x) for x in ids], truncated
 
     @torch.no_grad()

@@ -33,16 +33,21 @@ class Encoded:
         return len(self.input_ids)
 
 
-def encode_texts(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int):
-    """Tokenise; truncate to ``max_length``. Returns (list of id lists, number truncated)."""
+def encode_texts(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int,
+                 append_eos: bool = False):
+    """Tokenise; truncate to ``max_length`` (EOS kept last when appended). Returns (id lists, number truncated)."""
     kwargs = dict(add_special_tokens=True, return_attention_mask=False)
+    eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
+    limit = max_length - len(eos)
     full = tokenizer(list(texts), list(pairs) if pairs else None, **kwargs)["input_ids"]
-    long = [i for i, ids in enumerate(full) if len(ids) > max_length]
+    long = [i for i, ids in enumerate(full) if len(ids) > limit]
     if long:
         cut = tokenizer([texts[i] for i in long], [pairs[i] for i in long] if pairs else None,
-                        truncation=True, max_length=max_length, **kwargs)["input_ids"]
+                        truncation=True, max_length=limit, **kwargs)["input_ids"]
         for i, ids in zip(long, cut):
             full[i] = ids
+    if eos:
+        full = [ids if ids[-1:] == eos else ids + eos for ids in full]
     return full, len(long)
 
 

@@ -1,0 +1,1 @@
+"""Baselines that `labeltune bench` compares label supervision against."""

@@ -1,0 +1,233 @@
+"""Run a benchmark suite (YAML under labeltune/suites/) and write results.json, RESULTS.md and a chart.
+
+Every method sees the same seeded training subset and the same full evaluation split of each dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import RunConfig
+from ..errors import ConfigError
+from .datasets import DATASETS, prepare
+
+__all__ = ["list_suites", "load_suite", "run_suite"]
+
+SUITES = Path(__file__).resolve().parents[1] / "suites"
+
+
+def list_suites() -> dict[str, str]:
+    return {p.stem: yaml.safe_load(p.read_text()).get("description", "") for p in sorted(SUITES.glob("*.yaml"))}
+
+
+def load_suite(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.exists():
+        path = SUITES / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown suite {name_or_path!r}; available: {', '.join(list_suites())} (or a YAML path)")
+    suite = yaml.safe_load(path.read_text())
+    unknown = [d for d in suite["datasets"] if d not in DATASETS]
+    if unknown:
+        raise ConfigError(f"{path}: unknown datasets {unknown}; known: {', '.join(DATASETS)}")
+    for m in suite["methods"]:
+        if m.get("kind") not in ("ls", "prompt", "encoder"):
+            raise ConfigError(f"{path}: method {m.get('name')!r} has kind {m.get('kind')!r}; use ls, prompt or encoder")
+    suite.setdefault("name", path.stem)
+    return suite
+
+
+def _primary(task: str) -> list[str]:
+    return ["accuracy", "macro_f1"] if task == "sequence" else ["f1"]
+
+
+def _ls(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
+    from ..inference import evaluate_run
+    from ..train import train
+
+    settings: dict[str, dict] = {"model": {"name": model, "task": ds.task}, "data": dict(ds.data),
+                                 "train": {**suite.get("train", {}), "seed": seed}}
+    for key in ("pooling", "unmask", "label_alignment"):
+        if key in method:
+            settings["model"][key] = method[key]
+    for section in ("lora", "train"):
+        settings.setdefault(section, {}).update(method.get(section, {}))
+    run = work / f"run-{ds.name}-{method['name'].replace(' ', '_').replace(':', '')}-{seed}"
+    train(RunConfig.from_dict(settings), str(train_file), None, run, overwrite=True, progress=False, echo=lambda s: None)
+    return evaluate_run(run, str(eval_file))
+
+
+def _read(ds, path):
+    from ..config import DataSettings
+    from ..tasks import read_examples
+
+    cfg = RunConfig.from_dict({"model": {"task": ds.task}, "data": dict(ds.data)})
+    return read_examples(path, cfg)
+
+
+def _label_index(ds, train_ex):
+    from ..data.labels import LabelMap
+
+    return LabelMap.build([e.label for e in train_ex]).names
+
+
+def _prompt(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..backbone import resolve_model_dir
+    from ..baselines.prompting import label_likelihood_predict, ner_prompt_predict
+    from ..metrics import sequence_metrics
+
+    src = resolve_model_dir(model)
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.pad_token = tok.pad_token or tok.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16 if method.get("bf16", True) else None).eval()
+    train_ex, eval_ex = _read(ds, train_file), _read(ds, eval_file)
+    rng = random.Random(seed)
+    k = int(method.get("shots", 0))
+    if ds.task == "sequence":
+        names = _label_index(ds, train_ex)
+        demos = []
+        for name in names:
+            pool = [e for e in train_ex if str(e.label) == name]
+            demos += [(e.text, ds.verbalizers[name]) for e in rng.sample(pool, min(k, len(pool)))]
+        rng.shuffle(demos)
+        preds = label_likelihood_predict(lm, tok, [e.text for e in eval_ex], [ds.verbalizers[n] for n in names],
+                                         ds.instruction, demos)
+        return sequence_metrics([names.index(str(e.label)) for e in eval_ex], preds, names)
+    from ..data.conll import token_metrics
+
+    demos = []
+    for kind in ds.types:
+        pool = [e for e in train_ex if any(t.endswith("-" + kind) for t in e.tags)]
+        demos += [(e.tokens, e.tags) for e in rng.sample(pool, min(k, len(pool)))]
+    limit = method.get("eval_limit")
+    eval_ex = eval_ex[:limit] if limit else eval_ex
+    help_ = ", ".join(f"{t} ({d})" for t, d in ds.types.items())
+    tags, rejected = ner_prompt_predict(lm, tok, [e.tokens for e in eval_ex], list(ds.types), help_, demos)
+    metrics = token_metrics([e.tags for e in eval_ex], tags)
+    metrics["rejected_lines"] = rejected
+    return metrics
+
+
+def _encoder(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
+    from ..baselines.encoder import encoder_sequence, encoder_token, minilm_dir
+    from ..metrics import sequence_metrics
+
+    name = method.get("model", "minilm")
+    name = minilm_dir() if name == "minilm" else name
+    train_ex, eval_ex = _read(ds, train_file), _read(ds, eval_file)
+    epochs, lr = int(method.get("epochs", 3)), float(method.get("lr", 5e-5))
+    if ds.task == "sequence":
+        names = _label_index(ds, train_ex)
+        preds = encoder_sequence(name, [e.text for e in train_ex], [names.index(str(e.label)) for e in train_ex],
+                                 [e.text for e in eval_ex], len(names), epochs=epochs, lr=lr, seed=seed)
+        return sequence_metrics([names.index(str(e.label)) for e in eval_ex], preds, names)
+    from ..data.conll import build_tag_map, token_metrics
+
+    tag_names = build_tag_map(train_ex, "first").names
+    preds = encoder_token(name, [e.tokens for e in train_ex], [e.tags for e in train_ex], [e.tokens for e in eval_ex],
+                          tag_names, epochs=epochs, lr=lr, seed=seed)
+    return token_metrics([e.tags for e in eval_ex], preds)
+
+
+_METHODS = {"ls": _ls, "prompt": _prompt, "encoder": _encoder}
+
+
+def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: list[int] | None = None,
+              datasets: list[str] | None = None, echo=print) -> dict:
+    seeds = seeds or suite.get("seeds", [0])
+    names = datasets or suite["datasets"]
+    output.mkdir(parents=True, exist_ok=True)
+    work = output / "work"
+    results: dict[str, Any] = {"suite": suite["name"], "model": model, "seeds": seeds, "rows": [],
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    t_all = time.perf_counter()
+    for name in names:
+        ds = DATASETS[name]
+        for seed in seeds:
+            train_file, eval_file = prepare(ds, data_root, suite.get("train_size"), seed, work, suite.get("eval_size"))
+            for method in suite["methods"]:
+                if ds.task not in method.get("tasks", ["sequence", "token"]):
+                    continue
+                t0 = time.perf_counter()
+                metrics = _METHODS[method["kind"]](ds, method, suite, model, train_file, eval_file, seed, work)
+                row = {"dataset": name, "task": ds.task, "method": method["name"], "seed": seed,
+                       "wall_s": time.perf_counter() - t0,
+                       **{k: metrics[k] for k in _primary(ds.task)}, "n_eval": metrics.get("n")}
+                results["rows"].append(row)
+                echo(json.dumps(row))
+                (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["wall_s"] = time.perf_counter() - t_all
+    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = results_table(results, suite)
+    (output / "RESULTS.md").write_text(table + "\n")
+    chart(results, suite, output / "results.png")
+    echo(table)
+    return results
+
+
+def _cells(results, suite):
+    methods = [m["name"] for m in suite["methods"]]
+    datasets = list(dict.fromkeys(r["dataset"] for r in results["rows"]))
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in results["rows"]:
+        key = "accuracy" if r["task"] == "sequence" else "f1"
+        cells.setdefault((r["method"], r["dataset"]), []).append(r[key])
+    return methods, datasets, cells
+
+
+def results_table(results: dict, suite: dict) -> str:
+    methods, datasets, cells = _cells(results, suite)
+    head = "| method | " + " | ".join(f"{d} ({'acc' if DATASETS[d].task == 'sequence' else 'entity F1'})"
+                                      for d in datasets) + " |"
+    lines = [head, "|---" * (len(datasets) + 1) + "|"]
+    for m in methods:
+        row = []
+        for d in datasets:
+            v = cells.get((m, d))
+            if not v:
+                row.append("—")
+            elif len(v) == 1:
+                row.append(f"{100 * v[0]:.1f}")
+            else:
+                row.append(f"{100 * statistics.mean(v):.1f} ± {100 * statistics.stdev(v):.1f}")
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    macro = {(r["method"], r["dataset"]): r.get("macro_f1") for r in results["rows"] if r["task"] == "sequence"}
+    if macro:
+        lines += ["", "Macro-F1 (sequence tasks, first seed):", "",
+                  "| method | " + " | ".join(d for d in datasets if DATASETS[d].task == "sequence") + " |",
+                  "|---" * (1 + sum(DATASETS[d].task == "sequence" for d in datasets)) + "|"]
+        for m in methods:
+            vals = [macro.get((m, d)) for d in datasets if DATASETS[d].task == "sequence"]
+            lines.append(f"| {m} | " + " | ".join("—" if v is None else f"{100 * v:.1f}" for v in vals) + " |")
+    return "\n".join(lines)
+
+
+def chart(results: dict, suite: dict, path: Path) -> None:
+    from ..report import _plt
+
+    plt = _plt()
+    methods, datasets, cells = _cells(results, suite)
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(datasets)), 4.5))
+    width = 0.8 / max(1, len(methods))
+    for k, m in enumerate(methods):
+        xs = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(datasets))]
+        ys = [100 * statistics.mean(cells[(m, d)]) if cells.get((m, d)) else 0 for d in datasets]
+        ax.bar(xs, ys, width, label=m)
+    ax.set_xticks(range(len(datasets)), [f"{d}\n({'acc' if DATASETS[d].task == 'sequence' else 'F1'})" for d in datasets])
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"labeltune bench — suite {results['suite']}, model {results['model']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
