@@ -56,7 +56,7 @@ class ModelSettings:
     problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
     unmask: str = field(default="none", metadata={"help": "bidirectional layers: none, all, from:K or i,j,k"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
-    head_dropout: float = field(default=0.1, metadata={"help": "dropout on final hidden states before the head"})
+    head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (default: 0.1 token task, 0 sequence)"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
     threshold: float = field(default=0.5, metadata={"help": "multi_label decision threshold on sigmoid scores"})
 
@@ -68,6 +68,8 @@ class ModelSettings:
         _check(self.label_alignment, ALIGNMENTS, "label_alignment")
         if self.task == "token" and self.problem_type != "single_label":
             raise ConfigError("task=token supports problem_type=single_label only")
+        if self.head_dropout is None:
+            self.head_dropout = 0.1 if self.task == "token" else 0.0
         if not 0.0 <= self.head_dropout < 1.0:
             raise ConfigError(f"head_dropout={self.head_dropout} must be in [0, 1)")
         self.unmask = str(self.unmask).replace(" ", "")
@@ -130,7 +132,7 @@ class TrainSettings:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 disables)"})
     class_weights: str = field(default="none", metadata={"help": "none, balanced, or comma list of weights in label order"})
     seed: int = field(default=42, metadata={"help": "seed for initialisation, shuffling and dropout"})
-    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPUs that have it, fp32 on CPU), no, bf16, fp16"})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 where the hardware has it natively: recent GPUs, CPUs with AVX512-BF16/AMX; else fp32), no, bf16, fp16"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward to save memory"})
     eval_batch_tokens: int = field(default=4096, metadata={"help": "token budget per inference batch"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimiser steps (0: no limit)"})

@@ -107,28 +107,37 @@ def entity_answer(tokens: Sequence[str], tags: Sequence[str]) -> str:
 def ner_prompt_predict(lm, tok, sentences: Sequence[Sequence[str]], types: Sequence[str], type_help: str,
                        demos: Sequence[tuple[Sequence[str], Sequence[str]]] = (), batch_size: int = 16,
                        max_new_tokens: int = 48) -> tuple[list[list[str]], int]:
-    """Greedy answers to an entity-listing prompt, parsed strictly. Returns (tags per sentence, rejected lines)."""
+    """Greedy answers to an entity-listing prompt, parsed strictly. Returns (tags per sentence, rejected lines).
+
+    The shared prompt (system turn, demonstrations) is encoded once; each batch continues from a copy
+    of its KV cache with the sentence part left-padded behind it (the mask hides the padding).
+    """
     instruction = ("List the named entities in the sentence, one per line as TYPE: entity text, with TYPE one of "
                    f"{type_help}. Answer none if there are none.\nSentence: {{text}}")
-    demo_msgs = []
-    for toks, tags in demos:
-        demo_msgs += [{"role": "user", "content": instruction.format(text=" ".join(toks))},
-                      {"role": "assistant", "content": entity_answer(toks, tags)}]
-    side = tok.padding_side
-    tok.padding_side = "left"
+    demo_pairs = [(" ".join(t), entity_answer(t, g)) for t, g in demos]
+    before, after = _split_template(tok, instruction, demo_pairs)
+    prefix = tok(before, add_special_tokens=False)["input_ids"]
+    P = len(prefix)
+    cache = lm(input_ids=torch.tensor([prefix]), use_cache=True).past_key_values
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out_tags, rejected = [], 0
-    try:
-        for s in range(0, len(sentences), batch_size):
-            chunk = sentences[s : s + batch_size]
-            prompts = [tok.apply_chat_template(demo_msgs + [{"role": "user", "content": instruction.format(text=" ".join(t))}],
-                                               add_generation_prompt=True, tokenize=False) for t in chunk]
-            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            gen = lm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-            for toks, row in zip(chunk, gen[:, enc["input_ids"].shape[1]:]):
-                answer = tok.decode(row, skip_special_tokens=True)
-                tags, bad = parse_entities(answer, toks, types)
-                out_tags.append(tags)
-                rejected += bad
-    finally:
-        tok.padding_side = side
+    for s in range(0, len(sentences), batch_size):
+        chunk = sentences[s : s + batch_size]
+        queries = [tok(" ".join(t) + after, add_special_tokens=False)["input_ids"] for t in chunk]
+        W = max(map(len, queries))
+        ids = torch.full((len(chunk), P + W), pad)
+        mask = torch.zeros_like(ids)
+        ids[:, :P] = torch.tensor(prefix)
+        mask[:, :P] = 1
+        for r, q in enumerate(queries):  # left-pad the query part, right after the shared prefix
+            ids[r, P + W - len(q):] = torch.tensor(q)
+            mask[r, P + W - len(q):] = 1
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(len(chunk))
+        gen = lm.generate(input_ids=ids, attention_mask=mask, past_key_values=past, max_new_tokens=max_new_tokens,
+                          do_sample=False, pad_token_id=pad)
+        for toks, row in zip(chunk, gen[:, P + W:]):
+            tags, bad = parse_entities(tok.decode(row, skip_special_tokens=True), toks, types)
+            out_tags.append(tags)
+            rejected += bad
     return out_tags, rejected

@@ -1,0 +1,73 @@
+"""Bench machinery: prompting scores with the shared-prefix cache equal full-sequence scores; strict
+entity parsing; suites load and list."""
+
+import pytest
+import torch
+from helpers import make_tokenizer
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from labeltune import ConfigError
+from labeltune.baselines.prompting import (_split_template, label_likelihood_predict, ner_prompt_predict,
+                                           parse_entities)
+from labeltune.bench import list_suites, load_suite
+
+TEMPLATE = ("{% for m in messages %}<s> {{ m['role'] }} {{ m['content'] }} </s> {% endfor %}"
+            "{% if add_generation_prompt %}<s> assistant {% endif %}")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    tok = make_tokenizer()
+    tok.chat_template = TEMPLATE
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model("llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tok), pad_token_id=3)
+    return AutoModelForCausalLM.from_config(cfg).eval(), tok
+
+
+def test_label_likelihood_with_prefix_cache_equals_full_sequences(tiny_lm):
+    lm, tok = tiny_lm
+    texts = ["the movie was great", "bad", "the plot was boring and the actors were awful"]
+    verbalizers = ["good", "bad acting"]  # a two-token verbaliser exercises the sum over tokens
+    instruction = "the film {text}"
+    demos = [("fun plot", "good"), ("awful film", "bad acting")]
+    preds = label_likelihood_predict(lm, tok, texts, verbalizers, instruction, demos, batch_size=2)
+    before, after = _split_template(tok, instruction, demos)
+    expected = []
+    with torch.no_grad():
+        for t in texts:
+            prompt = tok(before, add_special_tokens=False)["input_ids"] + tok(t + after, add_special_tokens=False)["input_ids"]
+            scores = []
+            for v in verbalizers:
+                lab = tok(v, add_special_tokens=False)["input_ids"]
+                logp = torch.log_softmax(lm(input_ids=torch.tensor([prompt + lab])).logits[0].float(), -1)
+                scores.append(sum(float(logp[len(prompt) + k - 1, x]) for k, x in enumerate(lab)))
+            expected.append(int(torch.tensor(scores).argmax()))
+    assert preds == expected
+
+
+def test_ner_prompt_batches_agree(tiny_lm):
+    lm, tok = tiny_lm
+    sents = [["john", "smith", "lives", "in", "paris"], ["acme", "corp"], ["the", "movie", "was", "great", "fun"]]
+    one, _ = ner_prompt_predict(lm, tok, sents, ["PER"], "PER", batch_size=1, max_new_tokens=6)
+    many, _ = ner_prompt_predict(lm, tok, sents, ["PER"], "PER", batch_size=3, max_new_tokens=6)
+    assert one == many and [len(t) for t in one] == [5, 2, 5]
+
+
+def test_parse_entities_is_strict():
+    tokens = ["John", "Smith", "visited", "New", "York", "."]
+    tags, rejected = parse_entities("PER: John Smith\nLOC: New York\nORG: Acme\nfoo\nLOC: Smith visited", tokens,
+                                    ["PER", "LOC", "ORG"])
+    assert tags == ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]
+    assert rejected == 3  # entity not in the sentence, unparseable line, overlapping span
+
+
+def test_suites_list_and_validate(tmp_path):
+    suites = list_suites()
+    assert {"quick", "paper"} <= set(suites)
+    paper = load_suite("paper")
+    assert {"sst2", "sst5", "twitter_fin", "trec6", "conll2003", "wnut17"} == set(paper["datasets"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [imdb]\nmethods: []\n")
+    with pytest.raises(ConfigError, match="unknown datasets \\['imdb'\\]"):
+        load_suite(str(bad))
