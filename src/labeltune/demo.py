@@ -21,7 +21,7 @@ def examples_dir() -> Path:
     return path
 
 
-def run_demo(output: Path, epochs: float = 2.0) -> dict:
+def run_demo(output: Path, epochs: float = 3.0) -> dict:
     from rich.console import Console
     from rich.table import Table
 

@@ -40,6 +40,9 @@ def _apply_lora(backbone, lora) -> nn.Module:
     targets = lora.modules()
     if targets != "all-linear":
         names = {n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}
+        if "qkv_proj" in names and any(t in ("q_proj", "k_proj", "v_proj") for t in targets):
+            # fused attention projection (Phi-3): adapt the fused matrix instead
+            targets = ["qkv_proj"] + [t for t in targets if t not in ("q_proj", "k_proj", "v_proj")]
         missing = [t for t in targets if t not in names]
         if missing:
             raise ConfigError(f"LoRA target modules {missing} do not exist in this model; its linear layers are "

@@ -116,7 +116,11 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
         total_steps = min(total_steps, t_cfg.max_steps)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    head_ids = {id(p) for p in head}
+    groups = [{"params": [p for p in params if id(p) not in head_ids]},
+              {"params": head, "lr": t_cfg.lr * t_cfg.head_lr_scale}]
+    optimizer = torch.optim.AdamW(groups, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t_cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     raw = accelerator.unwrap_model(model)
