@@ -22,15 +22,22 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["atomic_run_dir", "write_json_atomic"]
+__all__ = ["atomic_run_dir", "check_output", "write_json_atomic"]
+
+
+def check_output(output: str | Path, overwrite: bool = False) -> None:
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output} is a file; --output needs a directory path")
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise ConfigError(f"{output} already exists and is not empty; choose another --output or pass --overwrite")
 
 
 @contextmanager
 def atomic_run_dir(output: str | Path, overwrite: bool = False):
     """Yield a temp dir beside ``output``; on success it replaces ``output`` in one rename."""
     output = Path(output)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise ConfigError(f"{output} already exists and is not empty; choose another --output or pass --overwrite")
+    check_output(output, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:

@@ -17,7 +17,7 @@ from .config import RunConfig
 from .data.batching import collate, plan_batches
 from .metrics import primary_metric
 from .modeling import LabelModel
-from .rundir import atomic_run_dir, write_json_atomic
+from .rundir import atomic_run_dir, check_output, write_json_atomic
 from .tasks import build_label_map, encode_examples, evaluate_examples, read_examples
 
 __all__ = ["train"]
@@ -79,6 +79,7 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
     from transformers import get_linear_schedule_with_warmup
 
     t_cfg = config.train
+    check_output(output, overwrite)  # fail before hours of training, not after
     set_seed(t_cfg.seed)
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(t_cfg.mixed_precision),
                               gradient_accumulation_steps=t_cfg.grad_accum)
@@ -128,7 +129,7 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
     metric_name, higher = primary_metric(task_problem)
     best: dict[str, Any] = {"score": None, "state": None, "metrics": None, "epoch": None}
     history, train_log = [], []
-    step, t0, tokens = 0, time.perf_counter(), 0
+    step, t0, tokens, eval_time = 0, time.perf_counter(), 0, 0.0
     bar = tqdm(total=total_steps, disable=not progress or not accelerator.is_local_main_process, desc="train",
                dynamic_ncols=True)
     stop = False
@@ -152,7 +153,7 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
             if not accelerator.sync_gradients:
                 continue
             step += 1
-            elapsed = time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0 - eval_time
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / seen:.4f}", tok_s=f"{tokens / elapsed:.0f}")
             if step % 10 == 0 or step == total_steps:
@@ -164,7 +165,9 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
                 stop = True
                 break
         if eval_enc is not None and accelerator.is_main_process:
+            t_eval = time.perf_counter()
             metrics, _ = evaluate_examples(raw, eval_ex, eval_enc)
+            eval_time += time.perf_counter() - t_eval
             entry = {"event": "eval", "step": step, "epoch": epoch + 1, metric_name: metrics[metric_name],
                      "eval_loss": metrics.get("loss"), "elapsed_s": time.perf_counter() - t0}
             train_log.append(entry)
@@ -176,14 +179,14 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
         if stop:
             break
     bar.close()
-    train_time = time.perf_counter() - t0
+    train_time = time.perf_counter() - t0 - eval_time  # optimisation only; evaluation reported apart
 
     if not accelerator.is_main_process:
         return {}
     if best["state"] is not None:  # keep the best epoch, not merely the last
         raw.load_state_dict(best["state"], strict=False)
     final = dict(best["metrics"] or {})
-    final.update(best_epoch=best["epoch"], history=history, train_time_s=train_time, steps=step,
+    final.update(best_epoch=best["epoch"], history=history, train_time_s=train_time, eval_time_s=eval_time, steps=step,
                  train_real_tokens_per_s=tokens / max(train_time, 1e-9), eval_data=str(eval_data) if eval_data else None,
                  train_examples=len(train_enc), truncated_train_examples=n_cut)
     with atomic_run_dir(output, overwrite) as tmp:
