@@ -95,3 +95,13 @@ def test_cli_train_evaluate_predict_with_yaml_config(tmp_path, tiny_llama, senti
     rows = [json.loads(l) for l in out.splitlines()]
     assert [r["text"] for r in rows] == ["great fun", "awful film"]
     assert all(r["label"] in ("neg", "pos") for r in rows)
+
+
+def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_llama, capsys):
+    from labeltune.demo import run_demo
+
+    metrics = run_demo(tmp_path / "demo", epochs=0.2, model=str(tiny_llama), progress=False)
+    out = capsys.readouterr().out
+    assert metrics["n"] == 400 and set(metrics["per_class"]) == {"bearish", "bullish", "neutral"}
+    assert "macro F1" in out and "run directory" in out
+    assert (tmp_path / "demo" / "plots" / "confusion_matrix.png").exists()

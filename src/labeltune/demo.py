@@ -21,7 +21,7 @@ def examples_dir() -> Path:
     return path
 
 
-def run_demo(output: Path, epochs: float = 3.0) -> dict:
+def run_demo(output: Path, epochs: float = 3.0, model: str = "default", progress: bool = True) -> dict:
     from rich.console import Console
     from rich.table import Table
 
@@ -31,10 +31,9 @@ def run_demo(output: Path, epochs: float = 3.0) -> dict:
     console = Console()
     console.print(f"[bold]labeltune demo[/]: SmolLM2-135M-Instruct (embedded) + LoRA + label head on "
                   f"{data}/train.csv (800 tweets: bearish / bullish / neutral)")
-    cfg = RunConfig()
-    cfg.train.epochs = epochs
+    cfg = RunConfig.from_dict({"model": {"name": model}, "train": {"epochs": epochs}})
     t0 = time.perf_counter()
-    metrics = train(cfg, str(data / "train.csv"), str(data / "dev.csv"), output, overwrite=True,
+    metrics = train(cfg, str(data / "train.csv"), str(data / "dev.csv"), output, overwrite=True, progress=progress,
                     echo=lambda s: console.print(s))
     table = Table(title=f"dev set ({metrics['n']} tweets), best epoch {metrics['best_epoch']}")
     for col in ("label", "precision", "recall", "f1", "support"):
