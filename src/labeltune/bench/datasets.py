@@ -59,13 +59,21 @@ def prepare(ds: BenchDataset, root: Path, train_size: int | None, seed: int, wor
         if not p.exists():
             raise ConfigError(f"{p} not found; point --data-root at the folder with the benchmark data")
     work.mkdir(parents=True, exist_ok=True)
+    # both splits are rewritten as UTF-8 (TREC ships Latin-1 bytes, which the readers rightly reject)
     return (_subset(ds, src_train, train_size, seed, work / f"{ds.name}-train-{seed}"),
-            _subset(ds, src_eval, eval_size, seed, work / f"{ds.name}-eval") if eval_size else src_eval)
+            _subset(ds, src_eval, eval_size, seed, work / f"{ds.name}-eval"))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        return path.read_text(encoding="latin-1")
 
 
 def _subset(ds: BenchDataset, src: Path, n: int | None, seed: int, out_stem: Path) -> Path:
     if ds.task == "token":
-        text = src.read_text(encoding="utf-8-sig")
+        text = _read_text(src)
         blocks = [b for b in text.split("\n\n") if b.strip() and not b.strip().startswith("-DOCSTART-")]
         random.Random(seed).shuffle(blocks)
         out = out_stem.with_suffix(".conll")
@@ -73,14 +81,14 @@ def _subset(ds: BenchDataset, src: Path, n: int | None, seed: int, out_stem: Pat
         return out
     settings = DataSettings(**ds.data)
     if settings.format == "label-text":
-        lines = [l for l in src.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
+        lines = [l for l in _read_text(src).splitlines() if l.strip()]
         random.Random(seed).shuffle(lines)
         out = out_stem.with_suffix(".txt")
         out.write_text("\n".join(lines[:n] if n else lines) + "\n")
         return out
     delim = "\t" if src.suffix == ".tsv" else ","
     quoting = csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL
-    rows = list(csv.reader(src.read_text(encoding="utf-8").splitlines(), delimiter=delim, quoting=quoting))
+    rows = list(csv.reader(_read_text(src).splitlines(), delimiter=delim, quoting=quoting))
     head, body = rows[0], rows[1:]
     random.Random(seed).shuffle(body)
     out = out_stem.with_suffix(src.suffix)

@@ -65,14 +65,13 @@ def _ls(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
 
 
 def _read(ds, path):
-    from ..config import DataSettings
     from ..tasks import read_examples
 
     cfg = RunConfig.from_dict({"model": {"task": ds.task}, "data": dict(ds.data)})
     return read_examples(path, cfg)
 
 
-def _label_index(ds, train_ex):
+def _label_names(train_ex) -> list[str]:
     from ..data.labels import LabelMap
 
     return LabelMap.build([e.label for e in train_ex]).names
@@ -94,7 +93,7 @@ def _prompt(ds, method, suite, model, train_file, eval_file, seed, work) -> dict
     rng = random.Random(seed)
     k = int(method.get("shots", 0))
     if ds.task == "sequence":
-        names = _label_index(ds, train_ex)
+        names = _label_names(train_ex)
         demos = []
         for name in names:
             pool = [e for e in train_ex if str(e.label) == name]
@@ -127,7 +126,7 @@ def _encoder(ds, method, suite, model, train_file, eval_file, seed, work) -> dic
     train_ex, eval_ex = _read(ds, train_file), _read(ds, eval_file)
     epochs, lr = int(method.get("epochs", 3)), float(method.get("lr", 5e-5))
     if ds.task == "sequence":
-        names = _label_index(ds, train_ex)
+        names = _label_names(train_ex)
         preds = encoder_sequence(name, [e.text for e in train_ex], [names.index(str(e.label)) for e in train_ex],
                                  [e.text for e in eval_ex], len(names), epochs=epochs, lr=lr, seed=seed)
         return sequence_metrics([names.index(str(e.label)) for e in eval_ex], preds, names)
