@@ -73,6 +73,17 @@ def model_source(args) -> str:
     return str(out)
 
 
+def padded(seqs, idx):
+    """Right-padded (ids, mask) for examples ``idx``, as the tokenizer pads by default."""
+    width = max(len(seqs[i]) for i in idx)
+    ids = torch.zeros(len(idx), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, i in enumerate(idx):
+        ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
+        mask[r, : len(seqs[i])] = 1
+    return ids, mask
+
+
 def stock_train(src, seqs, labels, args, dtype):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
@@ -90,12 +101,7 @@ def stock_train(src, seqs, labels, args, dtype):
         if k == warmup:
             sync(args.device)
             t0, real = time.perf_counter(), 0
-        width = max(len(seqs[i]) for i in idx)
-        ids = torch.zeros(len(idx), width, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, i in enumerate(idx):  # right padding, as the tokenizer pads by default
-            ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
-            mask[r, : len(seqs[i])] = 1
+        ids, mask = padded(seqs, idx)
         out = model(input_ids=ids.to(args.device), attention_mask=mask.to(args.device),
                     labels=torch.tensor([labels[i] for i in idx], device=args.device))
         out.loss.backward()
@@ -110,13 +116,7 @@ def stock_train(src, seqs, labels, args, dtype):
     real, t0 = 0, time.perf_counter()
     with torch.no_grad():
         for s in range(0, n_inf, 32):
-            idx = range(s, min(s + 32, n_inf))
-            width = max(len(seqs[i]) for i in idx)
-            ids = torch.zeros(len(idx), width, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(idx):
-                ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[r, : len(seqs[i])] = 1
+            ids, mask = padded(seqs, range(s, min(s + 32, n_inf)))
             model(input_ids=ids.to(args.device), attention_mask=mask.to(args.device))
             real += int(mask.sum())
     sync(args.device)

@@ -16,7 +16,6 @@ from labeltune import DataError, LabelModel, RunConfig
 from labeltune.config import DataSettings
 from labeltune.data.conll import (build_tag_map, encode_token_examples, entity_spans, normalise_tags,
                                   read_token_examples, token_metrics)
-from labeltune.data.labels import LabelMap
 
 CONLL = ("\ufeff-DOCSTART- -X- -X- O\n\n"
          "John NNP B-NP B-PER\nSmith NNP I-NP I-PER\nlives VBZ B-VP O\nin IN B-PP O\nParis NNP B-NP B-LOC\n\n"

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-from helpers import make_tiny_dir
 
 from labeltune import RunConfig
 from labeltune.train import train

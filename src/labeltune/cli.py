@@ -3,7 +3,6 @@ the dataclass defaults; the resolved settings are saved in the run directory."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -28,7 +27,7 @@ _FLAGS = {
     "text_column": ("data", "text_column"), "text_pair_column": ("data", "text_pair_column"),
     "label_column": ("data", "label_column"), "format": ("data", "format"),
     "label_delimiter": ("data", "label_delimiter"), "max_length": ("data", "max_length"),
-    "append_eos": ("data", "append_eos"),
+    "append_eos": ("data", "append_eos"), "conll_tag_column": ("data", "conll_tag_column"),
     "epochs": ("train", "epochs"), "lr": ("train", "lr"), "head_lr_scale": ("train", "head_lr_scale"), "batch_size": ("train", "batch_size"),
     "batching": ("train", "batching"), "max_tokens_per_batch": ("train", "max_tokens_per_batch"),
     "grad_accum": ("train", "grad_accum"), "seed": ("train", "seed"), "class_weights": ("train", "class_weights"),
@@ -100,6 +99,7 @@ def train(
     label_delimiter: Optional[str] = typer.Option(None, help="keep the label part before this (TREC coarse: ':')"),
     max_length: Optional[int] = typer.Option(None),
     append_eos: Optional[bool] = typer.Option(None, help="end each text with EOS (sequence task)"),
+    conll_tag_column: Optional[int] = typer.Option(None, help="CoNLL files: index of the tag column (-1 = last)"),
     epochs: Optional[float] = typer.Option(None),
     lr: Optional[float] = typer.Option(None), head_lr_scale: Optional[float] = typer.Option(None, help="head lr = lr x this"),
     batch_size: Optional[int] = typer.Option(None),

@@ -11,7 +11,6 @@ scheme. Alignment settings (which sub-words carry a word's label):
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..config import DataSettings, RunConfig
 from ..errors import DataError
 from .batching import Encoded
 from .labels import LabelMap
-from .readers import _open_text, _rows_hf, detect_format
+from .readers import _open_text, _rows_hf, _rows_jsonl, detect_format
 
 __all__ = ["TokenExample", "read_token_examples", "normalise_tags", "build_tag_map", "encode_token_examples",
            "evaluate_token_examples", "predict_token_examples", "examples_from_raw_text", "entity_spans",
@@ -98,11 +97,7 @@ def _read_conll(path: Path, settings: DataSettings, require_labels: bool) -> lis
 
 
 def _read_token_rows(source: str, settings: DataSettings, require_labels: bool, fmt: str) -> list[TokenExample]:
-    rows = _rows_hf(source) if fmt == "hf" else None
-    if rows is None:
-        from .readers import _rows_jsonl
-
-        rows = _rows_jsonl(Path(source))
+    rows = _rows_hf(source) if fmt == "hf" else _rows_jsonl(Path(source))
     examples, tag_names = [], None
     for row, where in rows:
         toks = row.get(settings.tokens_column)
@@ -240,7 +235,7 @@ def token_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any
 def _word_tags(model, examples, encoded) -> list[list[str]]:
     names = model.labels.names
     tags = []
-    for e, enc, logits in zip(examples, encoded, model.logits(encoded)):
+    for e, logits in zip(examples, model.logits(encoded)):
         words = [names[i] for i in logits.argmax(-1).tolist()]
         tags.append(words + ["O"] * (len(e.tokens) - len(words)))  # words cut by max_length: counted, tagged O
     return tags
