@@ -7,8 +7,8 @@ from helpers import make_tokenizer
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from labeltune import ConfigError
-from labeltune.baselines.prompting import (_split_template, label_likelihood_predict, ner_prompt_predict,
-                                           parse_entities)
+from labeltune.baselines.prompting import (CONTENT_FREE, _split_template, label_likelihood_predict, label_scores,
+                                           ner_prompt_predict, parse_entities)
 from labeltune.bench import list_suites, load_suite
 
 TEMPLATE = ("{% for m in messages %}<s> {{ m['role'] }} {{ m['content'] }} </s> {% endfor %}"
@@ -25,15 +25,10 @@ def tiny_lm():
     return AutoModelForCausalLM.from_config(cfg).eval(), tok
 
 
-def test_label_likelihood_with_prefix_cache_equals_full_sequences(tiny_lm):
-    lm, tok = tiny_lm
-    texts = ["the movie was great", "bad", "the plot was boring and the actors were awful"]
-    verbalizers = ["good", "bad acting"]  # a two-token verbaliser exercises the sum over tokens
-    instruction = "the film {text}"
-    demos = [("fun plot", "good"), ("awful film", "bad acting")]
-    preds = label_likelihood_predict(lm, tok, texts, verbalizers, instruction, demos, batch_size=2)
+def _full_sequence_scores(lm, tok, texts, verbalizers, instruction, demos):
+    """Reference: each (text, verbaliser) scored by one plain forward pass over the whole prompt."""
     before, after = _split_template(tok, instruction, demos)
-    expected = []
+    rows = []
     with torch.no_grad():
         for t in texts:
             prompt = tok(before, add_special_tokens=False)["input_ids"] + tok(t + after, add_special_tokens=False)["input_ids"]
@@ -42,8 +37,39 @@ def test_label_likelihood_with_prefix_cache_equals_full_sequences(tiny_lm):
                 lab = tok(v, add_special_tokens=False)["input_ids"]
                 logp = torch.log_softmax(lm(input_ids=torch.tensor([prompt + lab])).logits[0].float(), -1)
                 scores.append(sum(float(logp[len(prompt) + k - 1, x]) for k, x in enumerate(lab)))
-            expected.append(int(torch.tensor(scores).argmax()))
-    assert preds == expected
+            rows.append(scores)
+    return torch.tensor(rows)
+
+
+VERBALIZERS = ["good", "bad acting", "so so so"]  # 1, 2 and 3 tokens: exercises the continuation pass
+INSTRUCTION = "the film {text}"
+DEMOS = [("fun plot", "good"), ("awful film", "bad acting")]
+
+
+def test_label_scores_with_prefix_cache_equal_full_sequences(tiny_lm):
+    lm, tok = tiny_lm
+    texts = ["the movie was great", "bad", "the plot was boring and the actors were awful"]
+    expected = _full_sequence_scores(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS)
+    scores, lengths = label_scores(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS, batch_size=2)
+    assert torch.allclose(scores, expected, atol=1e-4)
+    assert lengths == [len(tok(v, add_special_tokens=False)["input_ids"]) for v in VERBALIZERS]
+    preds = label_likelihood_predict(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS, batch_size=2)
+    assert preds == expected.argmax(-1).tolist()
+
+
+def test_length_normalised_and_calibrated_scoring(tiny_lm):
+    lm, tok = tiny_lm
+    texts = ["the movie was great", "bad", "fun"]
+    lengths = torch.tensor([len(tok(v, add_special_tokens=False)["input_ids"]) for v in VERBALIZERS], dtype=torch.float)
+    expected = _full_sequence_scores(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS) / lengths
+    got = label_likelihood_predict(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS, normalize="mean")
+    assert got == expected.argmax(-1).tolist()
+    # contextual calibration by hand: p(label | text) / mean over content-free inputs of p(label | input)
+    free = _full_sequence_scores(lm, tok, list(CONTENT_FREE), VERBALIZERS, INSTRUCTION, DEMOS) / lengths
+    prior = torch.softmax(free, -1).mean(0)
+    calibrated = (torch.softmax(expected, -1) / prior).argmax(-1).tolist()
+    got = label_likelihood_predict(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS, normalize="mean", calibrate=True)
+    assert got == calibrated
 
 
 def test_ner_prompt_batches_agree(tiny_lm):

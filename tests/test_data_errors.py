@@ -130,6 +130,32 @@ def test_truncation_is_counted(tiny_llama):
     assert n == 1 and [len(x) for x in ids] == [2, 4]
 
 
+def test_template_wraps_the_text_and_truncation_cuts_only_the_text(tiny_llama):
+    from labeltune.backbone import load_tokenizer
+    from labeltune.data import encode_texts
+
+    tok = load_tokenizer(str(tiny_llama))
+    template = "the film {text} was great"
+    ids, n = encode_texts(tok, ["bad", "the movie was boring and the actors were awful fun"], None, 8,
+                          template=template)
+    assert ids[0] == tok("the film bad was great")["input_ids"]
+    assert n == 1 and len(ids[1]) == 8
+    assert ids[1][:3] == tok("the film the")["input_ids"] and ids[1][-2:] == tok("was great")["input_ids"]
+
+
+def test_template_settings_are_checked():
+    from labeltune import ConfigError
+
+    with pytest.raises(ConfigError, match="has no {text} field"):
+        RunConfig.from_dict({"data": {"template": "Review:"}})
+    with pytest.raises(ConfigError, match="KeyError\\('review'\\)\\); use {text} \\(and {pair}\\)"):
+        RunConfig.from_dict({"data": {"template": "Review: {review}"}})
+    with pytest.raises(ConfigError, match="not a valid format string"):
+        RunConfig.from_dict({"data": {"template": "Review: {text"}})
+    with pytest.raises(ConfigError, match="sequence task only"):
+        RunConfig.from_dict({"model": {"task": "token"}, "data": {"template": "{text}"}})
+
+
 def test_config_round_trip_and_validation(tmp_path):
     from labeltune import ConfigError
 

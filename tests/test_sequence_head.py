@@ -55,3 +55,45 @@ def test_pooling_reads_the_mask_not_pad_ids(tmp_path):
         a = model(manual_batch([seq], eos)).logits
         b = model(manual_batch([seq, seq + [5, 6]], eos)).logits[:1]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral"])  # mistral: a sliding-window cache
+def test_shared_template_prefix_equals_inline_prefix(tmp_path, family, monkeypatch):
+    """A template's prefix is run once per batch and reused from the cache: same logits and same
+    gradients as running it inside every row."""
+    from labeltune import LabelModel, RunConfig
+    from labeltune.data import LabelMap, collate, encode_texts
+
+    path = make_tiny_dir(tmp_path, family)
+    cfg = RunConfig.from_dict({"model": {"name": str(path)}, "data": {"template": "the film was {text} fun"},
+                               "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0}})
+    torch.manual_seed(0)
+    model = LabelModel.from_config(cfg, LabelMap(["neg", "pos"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    assert model.prefix_ids == model.tokenizer("the film was")["input_ids"]
+    from labeltune.data import Encoded
+
+    ids, _ = encode_texts(model.tokenizer, TEXTS, None, 64, template=cfg.data.template)
+    batch = collate([[i] for i in range(len(ids))], [Encoded(x, i % 2) for i, x in enumerate(ids)],
+                    model.tokenizer.pad_token_id, "single_label")
+    calls = []
+    shared_fn = model._hidden_after_shared_prefix
+    monkeypatch.setattr(model, "_hidden_after_shared_prefix", lambda *a: calls.append(1) or shared_fn(*a))
+
+    def run():
+        model.zero_grad()
+        out = model(batch)
+        out.loss.backward()
+        return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    shared_logits, shared_grads = run()
+    assert calls == [1]
+    model.prefix_ids = []  # the plain path: the prefix inside every row
+    inline_logits, inline_grads = run()
+    assert calls == [1]
+    torch.testing.assert_close(shared_logits, inline_logits, atol=1e-5, rtol=0)
+    for n in inline_grads:
+        torch.testing.assert_close(shared_grads[n], inline_grads[n], atol=1e-5, rtol=1e-4)

@@ -120,3 +120,18 @@ def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dty
     if getattr(model.config, "is_encoder_decoder", False):
         raise ConfigError(f"{name!r} is an encoder-decoder model; labeltune fine-tunes decoder-only LLMs")
     return model, load_tokenizer(source), source
+
+
+def cache_kwarg(model, cache) -> dict:
+    """``{name: cache}`` for a model's forward: transformers renamed ``past_key_values`` to ``cache``
+    (5.2x); the GPU machine's 5.17 knows only the old name."""
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+def output_cache(output):
+    """The KV cache a forward returned, under either name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

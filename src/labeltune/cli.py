@@ -28,6 +28,7 @@ _FLAGS = {
     "label_column": ("data", "label_column"), "format": ("data", "format"),
     "label_delimiter": ("data", "label_delimiter"), "max_length": ("data", "max_length"),
     "append_eos": ("data", "append_eos"), "conll_tag_column": ("data", "conll_tag_column"),
+    "template": ("data", "template"),
     "epochs": ("train", "epochs"), "lr": ("train", "lr"), "head_lr_scale": ("train", "head_lr_scale"), "batch_size": ("train", "batch_size"),
     "batching": ("train", "batching"), "max_tokens_per_batch": ("train", "max_tokens_per_batch"),
     "grad_accum": ("train", "grad_accum"), "seed": ("train", "seed"), "class_weights": ("train", "class_weights"),
@@ -58,6 +59,8 @@ def _resolve_config(config_file: Optional[Path], flags: dict):
     overrides: dict[str, dict] = {"model": {}, "lora": {}, "data": {}, "train": {}}
     for flag, value in flags.items():
         if value is not None:
+            if flag == "template":  # a shell passes \n literally
+                value = value.replace("\\n", "\n").replace("\\t", "\t")
             section, field = _FLAGS[flag]
             overrides[section][field] = value
     return cfg.with_overrides(overrides)
@@ -99,6 +102,7 @@ def train(
     label_delimiter: Optional[str] = typer.Option(None, help="keep the label part before this (TREC coarse: ':')"),
     max_length: Optional[int] = typer.Option(None),
     append_eos: Optional[bool] = typer.Option(None, help="end each text with EOS (sequence task)"),
+    template: Optional[str] = typer.Option(None, help="wrap each text: 'Review: {text}\\nSentiment:' (\\n, \\t understood)"),
     conll_tag_column: Optional[int] = typer.Option(None, help="CoNLL files: index of the tag column (-1 = last)"),
     epochs: Optional[float] = typer.Option(None),
     lr: Optional[float] = typer.Option(None), head_lr_scale: Optional[float] = typer.Option(None, help="head lr = lr x this"),
@@ -174,12 +178,13 @@ def bench(suite: str = typer.Argument("quick", help="suite name or YAML path"),
                                          help="folder with sst2/, sst5/, twitter_fin/, trec/, conll2003/, wnut17/"),
           output: Path = typer.Option(Path("bench_out"), help="results.json, RESULTS.md and results.png go here"),
           seeds: Optional[str] = typer.Option(None, help="comma list, overrides the suite's seeds"),
-          datasets: Optional[str] = typer.Option(None, help="comma list, a subset of the suite's datasets")):
+          datasets: Optional[str] = typer.Option(None, help="comma list, a subset of the suite's datasets"),
+          resume: bool = typer.Option(False, help="keep the cells already in OUTPUT/SUITE/results.json, run the rest")):
     from .bench import load_suite, run_suite
 
     spec = load_suite(suite)
     run_suite(spec, model, data_root, output / spec["name"], [int(x) for x in seeds.split(",")] if seeds else None,
-              datasets.split(",") if datasets else None, echo=typer.echo)
+              datasets.split(",") if datasets else None, resume=resume, echo=typer.echo)
     typer.echo(f"results: {output / spec['name']}/RESULTS.md, chart: {output / spec['name']}/results.png")
 
 

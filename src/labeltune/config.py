@@ -112,11 +112,20 @@ class DataSettings:
     conll_tag_column: int = field(default=-1, metadata={"help": "CoNLL: index of the tag column (-1 = last)"})
     max_length: int = field(default=128, metadata={"help": "tokens per example; longer ones are truncated and counted"})
     append_eos: bool = field(default=False, metadata={"help": "sequence task: end every text with the EOS token (a fixed token for last pooling)"})
+    template: str | None = field(default=None, metadata={"help": "sequence task: wrap each text, e.g. 'Review: {text}\\nSentiment:' ({pair}: second text; {{ }} for literal braces)"})
 
     def __post_init__(self):
         _check(self.format, ("auto", "csv", "tsv", "jsonl", "parquet", "label-text", "conll"), "format")
         if self.max_length < 2:
             raise ConfigError(f"max_length={self.max_length} must be at least 2")
+        if self.template is not None:
+            try:
+                self.template.format(text="", pair="")
+            except (KeyError, IndexError, ValueError) as e:
+                raise ConfigError(f"template {self.template!r} is not a valid format string ({e!r}); use {{text}} "
+                                  "(and {pair}) as fields and {{ }} for literal braces") from None
+            if "{text}" not in self.template:
+                raise ConfigError(f"template {self.template!r} has no {{text}} field; write where the text goes")
 
 
 @dataclass
@@ -162,6 +171,10 @@ class RunConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     data: DataSettings = field(default_factory=DataSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self):
+        if self.model.task == "token" and self.data.template is not None:
+            raise ConfigError("data.template applies to the sequence task only (token labels follow the words as given)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import attention
-from .backbone import load_backbone, load_tokenizer
+from .backbone import cache_kwarg, load_backbone, load_tokenizer, output_cache
 from .config import RunConfig
 from .data.batching import Encoded, collate, encode_texts, inference_batches
 from .data.labels import LabelMap
@@ -71,6 +71,20 @@ class LabelModel(nn.Module):
         self.head = (TokenHead(hidden, n, m.head_dropout) if m.task == "token"
                      else SequenceHead(hidden, n, m.pooling, m.head_dropout))
         self.class_weights: torch.Tensor | None = None
+        self.prefix_ids = self._template_prefix(tokenizer, config)
+
+    @staticmethod
+    def _template_prefix(tokenizer, config: RunConfig) -> list[int]:
+        """Token ids of the template's part before {text}, when it may be computed once per batch:
+        sequence task, last-token pooling (mean/max would pool over it), at least two tokens."""
+        t = config.data.template
+        if not t or config.model.task != "sequence" or config.model.pooling != "last":
+            return []
+        head = t[: t.index("{text}")]
+        if "{pair}" in head:
+            return []
+        ids = tokenizer(head.format(), return_attention_mask=False)["input_ids"]  # format(): {{ }} -> braces
+        return ids if len(ids) >= 2 else []
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -103,21 +117,50 @@ class LabelModel(nn.Module):
             mask = None
         else:
             mask = (seg > 0).long()
-        hidden = self.backbone(input_ids=batch["input_ids"].to(dev), attention_mask=mask,
-                               position_ids=batch["position_ids"].to(dev), use_cache=False, **kwargs).last_hidden_state
+        ids, pos, example_ids = batch["input_ids"].to(dev), batch["position_ids"].to(dev), batch["example_ids"].to(dev)
+        P = self._shareable_prefix(ids, seg, packed)
+        if P:
+            hidden = self._hidden_after_shared_prefix(ids, seg, pos, P)
+            example_ids = example_ids[:, P:]
+        else:
+            hidden = self.backbone(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
+                                   **kwargs).last_hidden_state
         if self.config.model.task == "token":
             logits = self.head(hidden, batch["unit_ids"].to(dev), batch["num_units"])
         else:
-            logits = self.head(hidden, batch["example_ids"].to(dev), batch["num_examples"])
+            logits = self.head(hidden, example_ids, batch["num_examples"])
         loss = None
         if "labels" in batch:
             loss = label_loss(logits, batch["labels"].to(dev), self.labels.problem_type, self.class_weights)
         return LabelOutput(logits, loss)
 
+    def _shareable_prefix(self, ids: torch.Tensor, seg: torch.Tensor, packed: bool) -> int:
+        """P > 0 when every row (one example each, causal) starts with the template's P prefix tokens
+        and has a token after them; else 0 (the plain path, always correct)."""
+        P = len(self.prefix_ids)
+        if (not P or packed or self.bidirectional or ids.shape[1] <= P
+                or (self.training and any(getattr(m, "gradient_checkpointing", False) for m in self._base().modules()))):
+            return 0
+        prefix = torch.tensor(self.prefix_ids, device=ids.device)
+        return P if bool((ids[:, :P] == prefix).all()) and bool((seg[:, P] > 0).all()) else 0
+
+    def _hidden_after_shared_prefix(self, ids, seg, pos, P: int) -> torch.Tensor:
+        """(B, T) rows sharing their first P tokens -> (B, T-P) final states of the rest.
+
+        The prefix runs once (1 x P) and every row attends to its cached keys/values instead of
+        recomputing them B times; exact under a causal mask, where the prefix never sees what follows.
+        Gradients reach the LoRA weights through the cache (repeat_interleave sums them back).
+        """
+        cache = output_cache(self.backbone(input_ids=ids[:1, :P], position_ids=pos[:1, :P], use_cache=True))
+        cache.batch_repeat_interleave(ids.shape[0])
+        mask = torch.cat([torch.ones_like(seg[:, :P]), (seg[:, P:] > 0).long()], 1)
+        return self.backbone(input_ids=ids[:, P:], attention_mask=mask, position_ids=pos[:, P:], use_cache=True,
+                             **cache_kwarg(self._base(), cache)).last_hidden_state
+
     # ---- inference ----------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[list[Encoded], int]:
         ids, truncated = encode_texts(self.tokenizer, texts, pairs, self.config.data.max_length,
-                                     self.config.data.append_eos)
+                                     self.config.data.append_eos, self.config.data.template)
         return [Encoded(x) for x in ids], truncated
 
     @torch.no_grad()

@@ -46,7 +46,7 @@ def encode_examples(tokenizer, examples: Sequence, labels: LabelMap | None, conf
         return encode_token_examples(tokenizer, examples, labels, config, source, training)
     pairs = [e.pair for e in examples] if config.data.text_pair_column else None
     ids, truncated = encode_texts(tokenizer, [e.text for e in examples], pairs, config.data.max_length,
-                                     config.data.append_eos)
+                                     config.data.append_eos, config.data.template)
     targets = [labels.encode(e.label, str(source), e.where) for e in examples] if labels else [None] * len(ids)
     return [Encoded(x, t) for x, t in zip(ids, targets)], truncated
 

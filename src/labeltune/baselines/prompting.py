@@ -17,7 +17,9 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["label_likelihood_predict", "ner_prompt_predict"]
+from ..backbone import cache_kwarg, output_cache
+
+__all__ = ["label_scores", "label_likelihood_predict", "ner_prompt_predict"]
 
 _SENTINEL = "\u0000TEXT\u0000"
 
@@ -34,38 +36,83 @@ def _split_template(tok, instruction: str, demos: Sequence[tuple[str, str]]) -> 
 
 
 @torch.no_grad()
-def label_likelihood_predict(lm, tok, texts: Sequence[str], verbalizers: Sequence[str], instruction: str,
-                             demos: Sequence[tuple[str, str]] = (), batch_size: int = 8) -> list[int]:
-    """Index of the verbaliser with the highest total log-probability after each text's prompt."""
+def label_scores(lm, tok, texts: Sequence[str], verbalizers: Sequence[str], instruction: str,
+                 demos: Sequence[tuple[str, str]] = (), batch_size: int = 16) -> tuple[torch.Tensor, list[int]]:
+    """Summed log-probability of each verbaliser after each text's prompt: ((len(texts), L) scores, token counts).
+
+    Two passes per batch, both continuing the shared prefix's KV cache: (1) the texts, left-padded so
+    every row ends at the same column, whose last logits score every verbaliser's first token at once;
+    (2) only where some verbaliser has more tokens: its remaining tokens, one row per (text, label),
+    on the cache of (1) repeated per label. The text is never re-run per label.
+    """
     before, after = _split_template(tok, instruction, demos)
     prefix = torch.tensor([tok(before, add_special_tokens=False)["input_ids"]])
     P = prefix.shape[1]
-    cache = lm(input_ids=prefix, use_cache=True).past_key_values
+    cache = output_cache(lm(input_ids=prefix, use_cache=True))
     labels = [tok(v, add_special_tokens=False)["input_ids"] for v in verbalizers]
-    L = len(labels)
-    preds: list[int] = []
+    L, M = len(labels), max(map(len, labels)) - 1  # M: tokens after the first, at most
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    first = torch.tensor([lab[0] for lab in labels])
+    out = []
     for s in range(0, len(texts), batch_size):
         queries = [tok(t + after, add_special_tokens=False)["input_ids"] for t in texts[s : s + batch_size]]
-        rows = [q + lab for q in queries for lab in labels]  # (examples x labels) rows
-        W = max(map(len, rows))
-        ids = torch.full((len(rows), W), tok.pad_token_id or 0)
-        mask = torch.zeros((len(rows), P + W), dtype=torch.long)
+        B, W = len(queries), max(map(len, queries))
+        ids = torch.full((B, W), pad)
+        mask = torch.zeros((B, P + W), dtype=torch.long)
         mask[:, :P] = 1
-        for r, row in enumerate(rows):
-            ids[r, : len(row)] = torch.tensor(row)
-            mask[r, P : P + len(row)] = 1
+        pos = torch.zeros((B, W), dtype=torch.long)
+        for r, q in enumerate(queries):  # left-pad: real tokens end at column W-1, positions P..P+len-1
+            ids[r, W - len(q):] = torch.tensor(q)
+            mask[r, P + W - len(q):] = 1
+            pos[r, W - len(q):] = P + torch.arange(len(q))
         past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(len(rows))
-        logp = torch.log_softmax(lm(input_ids=ids, attention_mask=mask, position_ids=(P + torch.arange(W))[None].expand(len(rows), W),
-                                    past_key_values=past, use_cache=True).logits.float(), -1)
-        scores = torch.empty(len(rows))
-        for r, row in enumerate(rows):
-            q = len(queries[r // L])
-            lab = labels[r % L]
-            # token q+k is predicted by the logits at position q+k-1
-            scores[r] = sum(logp[r, q + k - 1, t] for k, t in enumerate(lab))
-        preds += scores.view(-1, L).argmax(-1).tolist()
-    return preds
+        past.batch_repeat_interleave(B)
+        logits = lm(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **cache_kwarg(lm, past)).logits
+        scores = torch.log_softmax(logits[:, -1].float(), -1)[:, first]  # (B, L): every label's first token
+        if M > 0:  # rows (text, label): label tokens 0..M-1 predict tokens 1..M
+            past.batch_repeat_interleave(L)
+            ids2 = torch.full((B * L, M), pad)
+            mask2 = torch.cat([mask.repeat_interleave(L, 0), torch.zeros((B * L, M), dtype=torch.long)], 1)
+            for r in range(B * L):
+                lab = labels[r % L][:-1][:M]
+                ids2[r, : len(lab)] = torch.tensor(lab, dtype=torch.long)
+                mask2[r, P + W : P + W + len(lab)] = 1
+            pos2 = (P + torch.tensor([len(q) for q in queries]).repeat_interleave(L))[:, None] + torch.arange(M)
+            logp2 = torch.log_softmax(lm(input_ids=ids2, attention_mask=mask2, position_ids=pos2, use_cache=True,
+                                         **cache_kwarg(lm, past)).logits.float(), -1)
+            for r in range(B * L):
+                lab = labels[r % L]
+                scores[r // L, r % L] += sum(logp2[r, k, t] for k, t in enumerate(lab[1:]))
+        out.append(scores)
+    return torch.cat(out), [len(lab) for lab in labels]
+
+
+CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. (2021), "Calibrate before use"
+
+
+@torch.no_grad()
+def label_likelihood_predict(lm, tok, texts: Sequence[str], verbalizers: Sequence[str], instruction: str,
+                             demos: Sequence[tuple[str, str]] = (), batch_size: int = 16, normalize: str = "sum",
+                             calibrate: bool = False) -> list[int]:
+    """Index of the best verbaliser for each text.
+
+    normalize: ``sum`` (total log-probability of the verbaliser) or ``mean`` (per token, so that
+    multi-token verbalisers are not penalised for their length). calibrate: contextual calibration —
+    divide each label's probability (normalised over the labels) by its mean probability for
+    content-free inputs, which removes the prompt's prior towards some labels.
+    """
+    if normalize not in ("sum", "mean"):
+        raise ValueError(f"normalize={normalize!r}: use sum or mean")
+    scores, lengths = label_scores(lm, tok, texts, verbalizers, instruction, demos, batch_size)
+    if normalize == "mean":
+        scores = scores / torch.tensor(lengths, dtype=scores.dtype)
+    if calibrate:
+        free, _ = label_scores(lm, tok, list(CONTENT_FREE), verbalizers, instruction, demos, batch_size)
+        if normalize == "mean":
+            free = free / torch.tensor(lengths, dtype=free.dtype)
+        prior = torch.softmax(free, -1).mean(0)  # (L,) the prompt's bias among the labels
+        scores = torch.log_softmax(scores, -1) - prior.log()
+    return scores.argmax(-1).tolist()
 
 
 _LINE = re.compile(r"^\s*([A-Za-z-]+)\s*:\s*(.+?)\s*$")
@@ -118,7 +165,7 @@ def ner_prompt_predict(lm, tok, sentences: Sequence[Sequence[str]], types: Seque
     before, after = _split_template(tok, instruction, demo_pairs)
     prefix = tok(before, add_special_tokens=False)["input_ids"]
     P = len(prefix)
-    cache = lm(input_ids=torch.tensor([prefix]), use_cache=True).past_key_values
+    cache = output_cache(lm(input_ids=torch.tensor([prefix]), use_cache=True))
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out_tags, rejected = [], 0
     for s in range(0, len(sentences), batch_size):

@@ -16,6 +16,7 @@ import yaml
 
 from ..config import RunConfig
 from ..errors import ConfigError
+from ..rundir import write_json_atomic
 from .datasets import DATASETS, prepare
 
 __all__ = ["list_suites", "load_suite", "run_suite"]
@@ -100,7 +101,8 @@ def _prompt(ds, method, suite, model, train_file, eval_file, seed, work) -> dict
             demos += [(e.text, ds.verbalizers[name]) for e in rng.sample(pool, min(k, len(pool)))]
         rng.shuffle(demos)
         preds = label_likelihood_predict(lm, tok, [e.text for e in eval_ex], [ds.verbalizers[n] for n in names],
-                                         ds.instruction, demos)
+                                         ds.instruction, demos, normalize=method.get("normalize", "sum"),
+                                         calibrate=bool(method.get("calibrate", False)))
         return sequence_metrics([names.index(str(e.label)) for e in eval_ex], preds, names)
     from ..data.conll import token_metrics
 
@@ -141,73 +143,115 @@ def _encoder(ds, method, suite, model, train_file, eval_file, seed, work) -> dic
 _METHODS = {"ls": _ls, "prompt": _prompt, "encoder": _encoder}
 
 
+def _method_seeds(method: dict, seeds: list[int]) -> list[int]:
+    """Seeds a method runs with: all by default, the first n with ``seeds: n``; zero-shot prompting
+    reads no training data and is deterministic, so it runs once."""
+    if method["kind"] == "prompt" and int(method.get("shots", 0)) == 0:
+        return seeds[:1]
+    return seeds[: int(method.get("seeds", len(seeds)))]
+
+
 def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: list[int] | None = None,
-              datasets: list[str] | None = None, echo=print) -> dict:
+              datasets: list[str] | None = None, resume: bool = False, echo=print) -> dict:
+    """Run every (dataset, seed, method) cell; with ``resume``, cells already in output/results.json
+    (same suite and model) are kept rather than rerun."""
     seeds = seeds or suite.get("seeds", [0])
     names = datasets or suite["datasets"]
     output.mkdir(parents=True, exist_ok=True)
     work = output / "work"
     results: dict[str, Any] = {"suite": suite["name"], "model": model, "seeds": seeds, "rows": [],
-                               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    t_all = time.perf_counter()
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": 0.0}
+    previous = output / "results.json"
+    if resume and previous.exists():
+        old = json.loads(previous.read_text())
+        if old.get("suite") == suite["name"] and old.get("model") == model:
+            results.update(rows=old["rows"], started=old["started"], wall_s=old.get("wall_s", 0.0))
+    done = {(r["dataset"], r["method"], r["seed"]) for r in results["rows"]}
+    t_all = time.perf_counter() - results["wall_s"]
     for name in names:
         ds = DATASETS[name]
         for seed in seeds:
+            todo = [m for m in suite["methods"] if ds.task in m.get("tasks", ["sequence", "token"])
+                    and seed in _method_seeds(m, seeds) and (name, m["name"], seed) not in done]
+            if not todo:
+                continue
             train_file, eval_file = prepare(ds, data_root, suite.get("train_size"), seed, work, suite.get("eval_size"))
-            for method in suite["methods"]:
-                if ds.task not in method.get("tasks", ["sequence", "token"]):
-                    continue
+            for method in todo:
                 t0 = time.perf_counter()
                 metrics = _METHODS[method["kind"]](ds, method, suite, model, train_file, eval_file, seed, work)
                 row = {"dataset": name, "task": ds.task, "method": method["name"], "seed": seed,
                        "wall_s": time.perf_counter() - t0,
                        **{k: metrics[k] for k in _primary(ds.task)}, "n_eval": metrics.get("n")}
                 results["rows"].append(row)
+                results["wall_s"] = time.perf_counter() - t_all
                 echo(json.dumps(row))
-                (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+                write_json_atomic(output / "results.json", results)
     results["wall_s"] = time.perf_counter() - t_all
-    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomic(output / "results.json", results)
+    results["versions"] = _versions()
+    write_json_atomic(output / "results.json", results)
     table = results_table(results, suite)
-    (output / "RESULTS.md").write_text(table + "\n")
+    per_method: dict[str, float] = {}
+    for r in results["rows"]:
+        per_method[r["method"]] = per_method.get(r["method"], 0.0) + r["wall_s"]
+    header = (f"Suite `{suite['name']}`, model `{model}`, seeds {seeds}, started {results['started']}; "
+              f"wall time {results['wall_s'] / 60:.1f} min ("
+              + ", ".join(f"{m} {t / 60:.1f}" for m, t in per_method.items()) + ").\n"
+              f"Versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.\n\n")
+    (output / "RESULTS.md").write_text(header + table + "\n")
     chart(results, suite, output / "results.png")
     echo(table)
     return results
 
 
-def _cells(results, suite):
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "peft", "accelerate", "scikit-learn", "seqeval"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _cells(results, suite, key=None):
+    """{(method, dataset): [score per seed]} for the primary metric (or ``key``) of each task."""
     methods = [m["name"] for m in suite["methods"]]
     datasets = list(dict.fromkeys(r["dataset"] for r in results["rows"]))
     cells: dict[tuple[str, str], list[float]] = {}
     for r in results["rows"]:
-        key = "accuracy" if r["task"] == "sequence" else "f1"
-        cells.setdefault((r["method"], r["dataset"]), []).append(r[key])
+        k = key or ("accuracy" if r["task"] == "sequence" else "f1")
+        if r.get(k) is not None:
+            cells.setdefault((r["method"], r["dataset"]), []).append(r[k])
     return methods, datasets, cells
 
 
+def _fmt(values: list[float] | None) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
 def results_table(results: dict, suite: dict) -> str:
+    """Markdown: rows methods, columns datasets; mean ± std over seeds where a cell ran with several."""
     methods, datasets, cells = _cells(results, suite)
     head = "| method | " + " | ".join(f"{d} ({'acc' if DATASETS[d].task == 'sequence' else 'entity F1'})"
                                       for d in datasets) + " |"
     lines = [head, "|---" * (len(datasets) + 1) + "|"]
-    for m in methods:
-        row = []
-        for d in datasets:
-            v = cells.get((m, d))
-            if not v:
-                row.append("—")
-            elif len(v) == 1:
-                row.append(f"{100 * v[0]:.1f}")
-            else:
-                row.append(f"{100 * statistics.mean(v):.1f} ± {100 * statistics.stdev(v):.1f}")
-        lines.append(f"| {m} | " + " | ".join(row) + " |")
-    macro = {(r["method"], r["dataset"]): r.get("macro_f1") for r in results["rows"] if r["task"] == "sequence"}
-    if macro:
-        lines += ["", "Macro-F1 (sequence tasks, first seed):", "",
-                  "| method | " + " | ".join(d for d in datasets if DATASETS[d].task == "sequence") + " |",
-                  "|---" * (1 + sum(DATASETS[d].task == "sequence" for d in datasets)) + "|"]
-        for m in methods:
-            vals = [macro.get((m, d)) for d in datasets if DATASETS[d].task == "sequence"]
-            lines.append(f"| {m} | " + " | ".join("—" if v is None else f"{100 * v:.1f}" for v in vals) + " |")
+    lines += [f"| {m} | " + " | ".join(_fmt(cells.get((m, d))) for d in datasets) + " |" for m in methods]
+    seq = [d for d in datasets if DATASETS[d].task == "sequence"]
+    if seq:
+        _, _, macro = _cells(results, suite, "macro_f1")
+        lines += ["", "Macro-F1 (sequence tasks):", "", "| method | " + " | ".join(seq) + " |", "|---" * (1 + len(seq)) + "|"]
+        lines += [f"| {m} | " + " | ".join(_fmt(macro.get((m, d))) for d in seq) + " |" for m in methods]
+    n = {len(v) for v in cells.values()}
+    lines += ["", f"Cells with ± are mean ± sample std over {max(n) if n else 0} seeds (training subset and "
+                  "initialisation change with the seed); the others ran once."]
     return "\n".join(lines)
 
 

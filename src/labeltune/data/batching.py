@@ -34,21 +34,50 @@ class Encoded:
 
 
 def encode_texts(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int,
-                 append_eos: bool = False):
-    """Tokenise; truncate to ``max_length`` (EOS kept last when appended). Returns (id lists, number truncated)."""
+                 append_eos: bool = False, template: str | None = None):
+    """Tokenise; truncate to ``max_length`` (EOS kept last when appended). Returns (id lists, number truncated).
+
+    With a ``template`` ('Review: {text}\\nSentiment:', ``{pair}`` for the second text), each example
+    is formatted into it first; a long example loses the end of its text, never the template's
+    tokens, so the token that last-pooling reads is the same for every example.
+    """
     kwargs = dict(add_special_tokens=True, return_attention_mask=False)
     eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
     limit = max_length - len(eos)
-    full = tokenizer(list(texts), list(pairs) if pairs else None, **kwargs)["input_ids"]
-    long = [i for i, ids in enumerate(full) if len(ids) > limit]
-    if long:
-        cut = tokenizer([texts[i] for i in long], [pairs[i] for i in long] if pairs else None,
-                        truncation=True, max_length=limit, **kwargs)["input_ids"]
-        for i, ids in zip(long, cut):
-            full[i] = ids
+    if template is not None:
+        full, n_cut = _encode_templated(tokenizer, template, texts, pairs, limit)
+    else:
+        full = tokenizer(list(texts), list(pairs) if pairs else None, **kwargs)["input_ids"]
+        long = [i for i, ids in enumerate(full) if len(ids) > limit]
+        if long:
+            cut = tokenizer([texts[i] for i in long], [pairs[i] for i in long] if pairs else None,
+                            truncation=True, max_length=limit, **kwargs)["input_ids"]
+            for i, ids in zip(long, cut):
+                full[i] = ids
+        n_cut = len(long)
     if eos:
         full = [ids if ids[-1:] == eos else ids + eos for ids in full]
-    return full, len(long)
+    return full, n_cut
+
+
+def _encode_templated(tokenizer, template: str, texts, pairs, limit: int) -> tuple[list[list[int]], int]:
+    fields = [{"text": t, "pair": pairs[i] if pairs else ""} for i, t in enumerate(texts)]
+    full = tokenizer([template.format(**f) for f in fields], return_attention_mask=False)["input_ids"]
+    n_cut = 0
+    for i, ids in enumerate(full):
+        if len(ids) <= limit:
+            continue
+        n_cut += 1
+        f = dict(fields[i])
+        while len(ids) > limit:  # shorten the longer field by the excess, re-format, re-check
+            key = max(("text", "pair"), key=lambda k: len(f[k]))
+            sub = tokenizer(f[key], add_special_tokens=False)["input_ids"]
+            if not sub:
+                break
+            f[key] = tokenizer.decode(sub[: max(0, len(sub) - (len(ids) - limit))])
+            ids = tokenizer(template.format(**f), return_attention_mask=False)["input_ids"]
+        full[i] = ids[:limit]
+    return full, n_cut
 
 
 def plan_batches(lengths: Sequence[int], mode: str, batch_size: int, max_tokens: int, row_tokens: int,
