@@ -2,7 +2,7 @@
 defaults, side by side, on the embedded SmolLM2-135M-Instruct.
 
     .venv/bin/python benchmarks/sst2_quality.py            # 2,000 train (seed 0), full dev (872)
-    .venv/bin/python benchmarks/sst2_quality.py --stock-lr 1e-4 --stock-lr 1e-3
+    .venv/bin/python benchmarks/sst2_quality.py --stock-lr 1e-4 --stock-lr 1e-3 --train-seeds 0,1,2
 
 Neither side sees the dev set while training (no best-epoch selection on it): both train, then are
 scored once on all 872 dev sentences. Wall time counts training only; evaluation is reported apart.
@@ -22,7 +22,8 @@ from common import hardware, read_tsv, sst2_subset, stock_peft_train_eval
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-size", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the 2,000-example subset and of the stock run")
+    ap.add_argument("--train-seeds", default=None, help="comma list of labeltune training seeds (default: --seed)")
     ap.add_argument("--stock-lr", type=float, action="append", help="stock learning rate(s); default 1e-4")
     ap.add_argument("--skip-stock", action="store_true")
     ap.add_argument("--set", action="append", default=[], help="labeltune override section.field=value")
@@ -51,31 +52,42 @@ def main() -> None:
             results["rows"].append(r)
             print(json.dumps(r), flush=True)
 
-    cfg = RunConfig.from_dict({"data": {"text_column": "sentence"}, "train": {"seed": args.seed}})
-    overrides: dict = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        section, field = key.split(".")
-        overrides.setdefault(section, {})[field] = type(getattr(getattr(cfg, section), field))(value)
-    cfg = cfg.with_overrides(overrides)
-    t0 = time.perf_counter()
-    m = train(cfg, str(train_file), None, work / "run", progress=False, echo=print)
-    wall = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    ev = evaluate_run(work / "run", str(dev_file))
-    r = {"name": "labeltune defaults" + (f" ({', '.join(args.set)})" if args.set else ""), "accuracy": ev["accuracy"],
-         "train_time_s": m["train_time_s"], "train_wall_incl_load_s": wall, "eval_time_s": time.perf_counter() - t1,
-         "train_real_tokens_per_s": m["train_real_tokens_per_s"], "config": cfg.to_dict()}
-    results["rows"].append(r)
-    print(json.dumps({k: v for k, v in r.items() if k != "config"}), flush=True)
+    for seed in [int(x) for x in (args.train_seeds or str(args.seed)).split(",")]:
+        cfg = RunConfig.from_dict({"data": {"text_column": "sentence"}, "train": {"seed": seed}})
+        overrides: dict = {}
+        for item in args.set:
+            key, value = item.split("=", 1)
+            section, field = key.split(".")
+            current = getattr(getattr(cfg, section), field)
+            overrides.setdefault(section, {})[field] = value if current is None else type(current)(value)
+        cfg = cfg.with_overrides(overrides)
+        t0 = time.perf_counter()
+        m = train(cfg, str(train_file), None, work / f"run{seed}", progress=False, echo=print)
+        wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        ev = evaluate_run(work / f"run{seed}", str(dev_file))
+        r = {"name": f"labeltune defaults, seed {seed}" + (f" ({', '.join(args.set)})" if args.set else ""),
+             "accuracy": ev["accuracy"], "train_time_s": m["train_time_s"], "train_wall_incl_load_s": wall,
+             "eval_time_s": time.perf_counter() - t1, "train_real_tokens_per_s": m["train_real_tokens_per_s"],
+             "config": json.loads((work / f"run{seed}" / "config.json").read_text())}
+        results["rows"].append(r)
+        print(json.dumps({k: v for k, v in r.items() if k != "config"}), flush=True)
 
     print(f"\nSST-2 dev accuracy, {args.train_size} train examples (seed {args.seed}), {results['hardware']}")
     print("| method | dev acc | train time (s) | real tok/s |\n|---|---|---|---|")
     for row in results["rows"]:
         print(f"| {row['name']} | {row['accuracy']:.4f} | {row['train_time_s']:.0f} | {row['train_real_tokens_per_s']:.0f} |")
+    ours = [row for row in results["rows"] if row["name"].startswith("labeltune")]
+    accs = [row["accuracy"] for row in ours]
+    if len(accs) > 1:
+        import statistics
+
+        print(f"labeltune over {len(accs)} seeds: {100 * statistics.mean(accs):.1f} ± {100 * statistics.stdev(accs):.1f}% "
+              f"(min {100 * min(accs):.1f})")
     if not args.skip_stock:
-        base = results["rows"][0]
-        print(f"time ratio labeltune / stock: {r['train_time_s'] / base['train_time_s']:.2f}")
+        base = [row["train_time_s"] for row in results["rows"] if row["name"].startswith("stock")]
+        mean_ours = sum(row["train_time_s"] for row in ours) / len(ours)
+        print(f"time ratio labeltune / stock: {mean_ours / (sum(base) / len(base)):.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -143,6 +143,22 @@ def test_template_wraps_the_text_and_truncation_cuts_only_the_text(tiny_llama):
     assert ids[1][:3] == tok("the film the")["input_ids"] and ids[1][-2:] == tok("was great")["input_ids"]
 
 
+def test_auto_template_is_the_chat_template_around_the_text():
+    from helpers import make_tokenizer
+
+    from labeltune.data import resolve_template
+
+    tok = make_tokenizer()
+    assert resolve_template("auto", tok, "sequence", False) is None  # no chat template: the text as is
+    tok.chat_template = ("{% for m in messages %}<s> {{ m['role'] }} {{ m['content'] }} </s> {% endfor %}"
+                         "{% if add_generation_prompt %}<s> assistant {% endif %}")
+    assert resolve_template("auto", tok, "sequence", False) == "<s> user {text} </s> <s> assistant "
+    assert resolve_template("auto", tok, "sequence", True) == "<s> user {text}\n{pair} </s> <s> assistant "
+    assert resolve_template("auto", tok, "token", False) is None
+    assert resolve_template("none", tok, "sequence", False) is None
+    assert resolve_template("A {text}", tok, "sequence", False) == "A {text}"
+
+
 def test_template_settings_are_checked():
     from labeltune import ConfigError
 

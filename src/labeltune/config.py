@@ -112,13 +112,15 @@ class DataSettings:
     conll_tag_column: int = field(default=-1, metadata={"help": "CoNLL: index of the tag column (-1 = last)"})
     max_length: int = field(default=128, metadata={"help": "tokens per example; longer ones are truncated and counted"})
     append_eos: bool = field(default=False, metadata={"help": "sequence task: end every text with the EOS token (a fixed token for last pooling)"})
-    template: str | None = field(default=None, metadata={"help": "sequence task: wrap each text, e.g. 'Review: {text}\\nSentiment:' ({pair}: second text; {{ }} for literal braces)"})
+    template: str | None = field(default="auto", metadata={"help": "sequence task: wrap each text: auto (the model's chat template, text as the user turn; none without one), none, or e.g. 'Review: {text}\\nSentiment:' ({pair}: second text; {{ }} for literal braces)"})
 
     def __post_init__(self):
         _check(self.format, ("auto", "csv", "tsv", "jsonl", "parquet", "label-text", "conll"), "format")
         if self.max_length < 2:
             raise ConfigError(f"max_length={self.max_length} must be at least 2")
-        if self.template is not None:
+        if self.template in ("none", ""):
+            self.template = None
+        if self.template not in (None, "auto"):
             try:
                 self.template.format(text="", pair="")
             except (KeyError, IndexError, ValueError) as e:
@@ -130,7 +132,7 @@ class DataSettings:
 
 @dataclass
 class TrainSettings:
-    epochs: float = field(default=4.0, metadata={"help": "passes over the training data (fractions allowed)"})
+    epochs: float = field(default=2.5, metadata={"help": "passes over the training data (fractions allowed)"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate for LoRA and head"})
     head_lr_scale: float = field(default=10.0, metadata={"help": "the head's learning rate is lr x this (a fresh head needs larger steps than LoRA; +2 points on SST-2)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
@@ -173,7 +175,7 @@ class RunConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self):
-        if self.model.task == "token" and self.data.template is not None:
+        if self.model.task == "token" and self.data.template not in (None, "auto"):
             raise ConfigError("data.template applies to the sequence task only (token labels follow the words as given)")
 
     def to_dict(self) -> dict[str, Any]:

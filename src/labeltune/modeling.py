@@ -18,7 +18,7 @@ from torch import nn
 from . import attention
 from .backbone import cache_kwarg, load_backbone, load_tokenizer, output_cache
 from .config import RunConfig
-from .data.batching import Encoded, collate, encode_texts, inference_batches
+from .data.batching import Encoded, collate, encode_texts, inference_batches, resolve_template
 from .data.labels import LabelMap
 from .errors import ConfigError
 from .heads import SequenceHead, TokenHead, label_loss
@@ -92,6 +92,9 @@ class LabelModel(nn.Module):
         """A fresh model: pretrained backbone, new LoRA adapters, new head."""
         backbone, tokenizer, source = load_backbone(config.model.name, config.model.attn_implementation, dtype)
         backbone.config.use_cache = False
+        # the run directory records the concrete template, so inference never re-derives it
+        template = resolve_template(config.data.template, tokenizer, config.model.task, bool(config.data.text_pair_column))
+        config = config.with_overrides({"data": {"template": template or "none"}})
         model = cls(_apply_lora(backbone, config.lora), tokenizer, config, labels, source)
         return model
 
@@ -243,6 +246,8 @@ class LabelModel(nn.Module):
             raise ConfigError(f"{path} is not a complete labeltune run (missing {', '.join(missing)}); "
                               "give the --output directory of a finished `labeltune train`")
         config = RunConfig.load(path / "config.json")
+        if "template" not in json.loads((path / "config.json").read_text()).get("data", {}):
+            config = config.with_overrides({"data": {"template": "none"}})  # a run from before templates existed
         labels = LabelMap.load(path / "labels.json")
         backbone, _, source = load_backbone(config.model.name, config.model.attn_implementation, dtype)
         backbone.config.use_cache = False

@@ -91,6 +91,7 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
     eval_ex = read_examples(eval_data, config) if eval_data else None
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cuda" else None
     model = LabelModel.from_config(config, labels, dtype=dtype)
+    config = model.config  # with the template resolved for this tokenizer
     train_enc, n_cut = encode_examples(model.tokenizer, train_ex, labels, config, train_data, training=True)
     eval_enc, n_cut_eval = (encode_examples(model.tokenizer, eval_ex, labels, config, eval_data)
                             if eval_ex else (None, 0))

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["Encoded", "encode_texts", "plan_batches", "collate", "inference_batches"]
+__all__ = ["Encoded", "encode_texts", "resolve_template", "plan_batches", "collate", "inference_batches"]
 
 
 @dataclass
@@ -44,6 +44,8 @@ def encode_texts(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, m
     kwargs = dict(add_special_tokens=True, return_attention_mask=False)
     eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
     limit = max_length - len(eos)
+    if template == "auto":
+        raise ValueError("template='auto' must be resolved for a tokenizer first (resolve_template)")
     if template is not None:
         full, n_cut = _encode_templated(tokenizer, template, texts, pairs, limit)
     else:
@@ -58,6 +60,35 @@ def encode_texts(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, m
     if eos:
         full = [ids if ids[-1:] == eos else ids + eos for ids in full]
     return full, n_cut
+
+
+_SLOT = "\u0000TEXT\u0000"
+_SLOT2 = "\u0000PAIR\u0000"
+
+
+def resolve_template(template: str | None, tokenizer, task: str, pairs: bool) -> str | None:
+    """``auto``: the model's chat template with the text as the user's turn, ending where the
+    assistant's answer would start (its last token is what last-pooling reads); no template for
+    tokenizers without a chat template and for the token task. ``none``/None: the text as is."""
+    if template in (None, "none"):
+        return None
+    if template != "auto":
+        return template
+    if task != "sequence" or not getattr(tokenizer, "chat_template", None):
+        return None
+    content = _SLOT + ("\n" + _SLOT2 if pairs else "")
+    try:
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                                 tokenize=False)
+    except Exception:  # a template that needs other roles or tools: no wrapping  # noqa: BLE001
+        return None
+    if rendered.count(_SLOT) != 1:
+        return None
+    bos = tokenizer.bos_token
+    if bos and rendered.startswith(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        rendered = rendered[len(bos):]  # the tokenizer adds BOS itself: do not double it
+    escaped = rendered.replace("{", "{{").replace("}", "}}")
+    return escaped.replace(_SLOT, "{text}").replace(_SLOT2, "{pair}")
 
 
 def _encode_templated(tokenizer, template: str, texts, pairs, limit: int) -> tuple[list[list[int]], int]:
