@@ -172,7 +172,8 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
         ds = DATASETS[name]
         for seed in seeds:
             todo = [m for m in suite["methods"] if ds.task in m.get("tasks", ["sequence", "token"])
-                    and seed in _method_seeds(m, seeds) and (name, m["name"], seed) not in done]
+                    and name in m.get("datasets", [name]) and seed in _method_seeds(m, seeds)
+                    and (name, m["name"], seed) not in done]
             if not todo:
                 continue
             train_file, eval_file = prepare(ds, data_root, suite.get("train_size"), seed, work, suite.get("eval_size"))
@@ -219,7 +220,7 @@ def _versions() -> dict[str, str]:
 
 def _cells(results, suite, key=None):
     """{(method, dataset): [score per seed]} for the primary metric (or ``key``) of each task."""
-    methods = [m["name"] for m in suite["methods"]]
+    methods = list(dict.fromkeys(m["name"] for m in suite["methods"]))  # a name may span several entries
     datasets = list(dict.fromkeys(r["dataset"] for r in results["rows"]))
     cells: dict[tuple[str, str], list[float]] = {}
     for r in results["rows"]:
