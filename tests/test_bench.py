@@ -1,6 +1,8 @@
 """Bench machinery: prompting scores with the shared-prefix cache equal full-sequence scores; strict
 entity parsing; suites load and list."""
 
+import json
+
 import pytest
 import torch
 from helpers import make_tokenizer
@@ -97,3 +99,34 @@ def test_suites_list_and_validate(tmp_path):
     bad.write_text("datasets: [imdb]\nmethods: []\n")
     with pytest.raises(ConfigError, match="unknown datasets \\['imdb'\\]"):
         load_suite(str(bad))
+
+
+def test_suite_seeds_per_method_dataset_filter_and_resume(tmp_path, monkeypatch):
+    """Cells run as the suite says (seeds: n, datasets:, zero-shot prompting once) and --resume
+    reruns nothing that results.json already holds."""
+    from labeltune.bench import runner
+
+    root = tmp_path / "data"
+    for name, header, rows in (("sst2", "sentence\tlabel", ["good film\t1", "bad film\t0"]),):
+        (root / name).mkdir(parents=True)
+        for split in ("train.tsv", "dev.tsv"):
+            (root / name / split).write_text("\n".join([header] + rows) + "\n")
+    calls = []
+
+    def fake(ds, method, suite, model, train_file, eval_file, seed, work):
+        calls.append((ds.name, method["name"], seed))
+        return {"accuracy": 0.5 + 0.1 * seed, "macro_f1": 0.5, "n": 2}
+
+    monkeypatch.setattr(runner, "_METHODS", {"ls": fake, "prompt": fake, "encoder": fake})
+    suite = {"name": "t", "datasets": ["sst2"], "train_size": 2, "methods": [
+        {"name": "A", "kind": "ls"}, {"name": "B", "kind": "ls", "seeds": 1},
+        {"name": "C", "kind": "prompt", "shots": 0}, {"name": "D", "kind": "encoder", "datasets": ["trec6"]}]}
+    out = tmp_path / "out"
+    runner.run_suite(suite, "default", root, out, seeds=[0, 1, 2], echo=lambda s: None)
+    assert sorted(calls) == [("sst2", "A", 0), ("sst2", "A", 1), ("sst2", "A", 2), ("sst2", "B", 0), ("sst2", "C", 0)]
+    table = (out / "RESULTS.md").read_text()
+    assert "| A | 60.0 ± 10.0 |" in table and "| B | 50.0 |" in table and "| D | — |" in table
+    calls.clear()
+    runner.run_suite(suite, "default", root, out, seeds=[0, 1, 2], resume=True, echo=lambda s: None)
+    assert calls == []
+    assert len(json.loads((out / "results.json").read_text())["rows"]) == 5

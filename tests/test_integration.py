@@ -48,3 +48,27 @@ def test_default_model_loads_from_cache_quickly():
     model, tok, source = load_backbone("default")
     assert time.perf_counter() - t0 < 3.0
     assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
+
+
+def test_auto_template_is_the_models_chat_template_and_sharing_its_prefix_is_exact(sst2_run):
+    import json
+
+    import torch
+
+    from labeltune import LabelModel
+
+    run, _ = sst2_run
+    model = LabelModel.from_pretrained(run)
+    saved = json.loads((run / "config.json").read_text())["data"]["template"]
+    assert saved == model.config.data.template and saved.endswith("<|im_start|>assistant\n")
+    texts = ["a gorgeous , witty , seductive movie .", "the plot is a mess ."]
+    encoded, _ = model.encode(texts)
+    for text, enc in zip(texts, encoded):  # reference: the tokenizer's own chat template
+        rendered = model.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                       tokenize=False)
+        assert enc.input_ids == model.tokenizer(rendered)["input_ids"]
+    assert len(model.prefix_ids) > 10  # the system turn and "<|im_start|>user\n" run once per batch
+    shared = torch.stack(model.logits(encoded))
+    model._shareable_prefix = lambda *a: 0  # the plain path: the prefix inside every row
+    inline = torch.stack(model.logits(encoded))
+    torch.testing.assert_close(shared, inline, atol=1e-4, rtol=0)

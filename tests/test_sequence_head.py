@@ -57,15 +57,17 @@ def test_pooling_reads_the_mask_not_pad_ids(tmp_path):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["llama", "mistral"])  # mistral: a sliding-window cache
-def test_shared_template_prefix_equals_inline_prefix(tmp_path, family, monkeypatch):
+@pytest.mark.parametrize("family,pooling", [("llama", "last"), ("mistral", "last"),  # mistral: a sliding-window cache
+                                            ("llama", "mean"), ("llama", "max")])
+def test_shared_template_prefix_equals_inline_prefix(tmp_path, family, pooling, monkeypatch):
     """A template's prefix is run once per batch and reused from the cache: same logits and same
-    gradients as running it inside every row."""
+    gradients as running it inside every row, where pooling skips it too."""
     from labeltune import LabelModel, RunConfig
     from labeltune.data import LabelMap, collate, encode_texts
 
     path = make_tiny_dir(tmp_path, family)
-    cfg = RunConfig.from_dict({"model": {"name": str(path)}, "data": {"template": "the film was {text} fun"},
+    cfg = RunConfig.from_dict({"model": {"name": str(path), "pooling": pooling},
+                               "data": {"template": "the film was {text} fun"},
                                "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0}})
     torch.manual_seed(0)
     model = LabelModel.from_config(cfg, LabelMap(["neg", "pos"]))
@@ -91,7 +93,7 @@ def test_shared_template_prefix_equals_inline_prefix(tmp_path, family, monkeypat
 
     shared_logits, shared_grads = run()
     assert calls == [1]
-    model.prefix_ids = []  # the plain path: the prefix inside every row
+    monkeypatch.setattr(model, "_shareable_prefix", lambda *a: 0)  # the plain path: the prefix inside every row
     inline_logits, inline_grads = run()
     assert calls == [1]
     torch.testing.assert_close(shared_logits, inline_logits, atol=1e-5, rtol=0)

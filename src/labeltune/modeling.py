@@ -75,10 +75,10 @@ class LabelModel(nn.Module):
 
     @staticmethod
     def _template_prefix(tokenizer, config: RunConfig) -> list[int]:
-        """Token ids of the template's part before {text}, when it may be computed once per batch:
-        sequence task, last-token pooling (mean/max would pool over it), at least two tokens."""
+        """Token ids of the template's part before {text} (sequence task, at least two tokens): the
+        same for every example, so it is context, never pooled, and computed once per batch."""
         t = config.data.template
-        if not t or config.model.task != "sequence" or config.model.pooling != "last":
+        if not t or config.model.task != "sequence":
             return []
         head = t[: t.index("{text}")]
         if "{pair}" in head:
@@ -126,6 +126,8 @@ class LabelModel(nn.Module):
             hidden = self._hidden_after_shared_prefix(ids, seg, pos, P)
             example_ids = example_ids[:, P:]
         else:
+            if self.prefix_ids and self.config.model.task == "sequence":  # pool as the shared path does
+                example_ids = self._unpool_template_prefix(ids, pos, example_ids)
             hidden = self.backbone(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
                                    **kwargs).last_hidden_state
         if self.config.model.task == "token":
@@ -146,6 +148,13 @@ class LabelModel(nn.Module):
             return 0
         prefix = torch.tensor(self.prefix_ids, device=ids.device)
         return P if bool((ids[:, :P] == prefix).all()) and bool((seg[:, P] > 0).all()) else 0
+
+    def _unpool_template_prefix(self, ids, pos, example_ids) -> torch.Tensor:
+        """example_ids with the template's prefix tokens (position p < P holding prefix[p]) set to -1,
+        so mean/max pooling covers the text and the template's closing tokens only."""
+        prefix = torch.tensor(self.prefix_ids, device=ids.device)
+        in_prefix = (pos < len(prefix)) & (ids == prefix[pos.clamp(max=len(prefix) - 1)])
+        return example_ids.masked_fill(in_prefix, -1)
 
     def _hidden_after_shared_prefix(self, ids, seg, pos, P: int) -> torch.Tensor:
         """(B, T) rows sharing their first P tokens -> (B, T-P) final states of the rest.

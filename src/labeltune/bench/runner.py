@@ -187,9 +187,7 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
                 results["wall_s"] = time.perf_counter() - t_all
                 echo(json.dumps(row))
                 write_json_atomic(output / "results.json", results)
-    results["wall_s"] = time.perf_counter() - t_all
-    write_json_atomic(output / "results.json", results)
-    results["versions"] = _versions()
+    results.update(wall_s=time.perf_counter() - t_all, versions=_versions())
     write_json_atomic(output / "results.json", results)
     table = results_table(results, suite)
     per_method: dict[str, float] = {}
