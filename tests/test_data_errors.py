@@ -168,6 +168,10 @@ def test_template_settings_are_checked():
         RunConfig.from_dict({"data": {"template": "Review: {review}"}})
     with pytest.raises(ConfigError, match="not a valid format string"):
         RunConfig.from_dict({"data": {"template": "Review: {text"}})
+    with pytest.raises(ConfigError, match="has no {pair} field for text_pair_column 'hypothesis'"):
+        RunConfig.from_dict({"data": {"template": "{text}", "text_pair_column": "hypothesis"}})
+    with pytest.raises(ConfigError, match="has a {pair} field but no text_pair_column"):
+        RunConfig.from_dict({"data": {"template": "{text} {pair}"}})
     with pytest.raises(ConfigError, match="sequence task only"):
         RunConfig.from_dict({"model": {"task": "token"}, "data": {"template": "{text}"}})
 

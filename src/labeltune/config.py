@@ -177,6 +177,10 @@ class RunConfig:
     def __post_init__(self):
         if self.model.task == "token" and self.data.template not in (None, "auto"):
             raise ConfigError("data.template applies to the sequence task only (token labels follow the words as given)")
+        t, pair = self.data.template, self.data.text_pair_column
+        if t not in (None, "auto") and bool(pair) != ("{pair}" in t):
+            raise ConfigError(f"template {t!r} " + ("has no {pair} field for text_pair_column " + repr(pair) if pair else
+                              "has a {pair} field but no text_pair_column is set") + "; make them agree")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
