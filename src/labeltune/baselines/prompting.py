@@ -3,7 +3,8 @@
 Sequence tasks: the answer is chosen by the log-likelihood of each label's verbalisation after the
 chat template (no free generation), so prompting gets its best chance. The shared part of the prompt
 (system turn, k-shot demonstrations, instruction) is run once and its KV cache reused for every
-example, so k-shot costs little more than zero-shot.
+example, so k-shot costs little more than zero-shot. Scores may be length-normalised (per token)
+and contextually calibrated (divided by the labels' mean probability for content-free inputs).
 
 NER: the model is asked to list the entities one a line as ``TYPE: text``; lines are parsed strictly
 (known type, text found as whole words in the sentence), anything else is ignored and counted.
