@@ -28,7 +28,7 @@ def main(mode: str) -> None:
     from labeltune import LabelModel, RunConfig
     from labeltune.backbone import resolve_model_dir
     from labeltune.data import Encoded, LabelMap, collate, plan_batches
-    from labeltune.train import resolve_mixed_precision
+    from labeltune.precision import resolve_mixed_precision
 
     cfg = RunConfig.from_dict({"model": {"name": resolve_model_dir("default")}, "data": {"template": "none"},
                                "lora": {"r": 12, "alpha": 32, "dropout": 0.1, "target_modules": "q_proj,v_proj"}})

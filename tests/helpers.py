@@ -77,7 +77,8 @@ def tiny_label_model(model_dir, labels=("neg", "pos", "neu"), **model_settings):
     from labeltune.data import LabelMap
 
     cfg = RunConfig.from_dict({"model": {"name": str(model_dir), **model_settings},
-                               "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0}})
+                               "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0},
+                           "train": {"mixed_precision": "no"}})  # fp32: comparisons are exact
     torch.manual_seed(0)
     model = LabelModel.from_config(cfg, LabelMap(list(labels)))
     # LoRA B starts at zero; give it values so adapters matter in every comparison

@@ -99,3 +99,16 @@ def test_shared_template_prefix_equals_inline_prefix(tmp_path, family, pooling, 
     torch.testing.assert_close(shared_logits, inline_logits, atol=1e-5, rtol=0)
     for n in inline_grads:
         torch.testing.assert_close(shared_grads[n], inline_grads[n], atol=1e-5, rtol=1e-4)
+
+
+def test_inference_runs_in_the_runs_mixed_precision(tmp_path):
+    # a run trained under bf16 autocast is evaluated and served under it; "no" stays fp32
+    model = tiny_label_model(make_tiny_dir(tmp_path, "llama"))
+    encoded, _ = model.encode(["the film was good", "a dull and tired plot"])
+    fp32 = torch.stack(model.logits(encoded))
+    model.config.train.mixed_precision = "bf16"
+    bf16 = torch.stack(model.logits(encoded))
+    assert not torch.equal(fp32, bf16)  # bf16 matmuls round differently
+    torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0.05)
+    model.config.train.mixed_precision = "no"
+    assert torch.equal(torch.stack(model.logits(encoded)), fp32)

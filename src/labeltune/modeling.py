@@ -22,6 +22,7 @@ from .data.batching import Encoded, collate, encode_texts, inference_batches, re
 from .data.labels import LabelMap
 from .errors import ConfigError
 from .heads import SequenceHead, TokenHead, label_loss
+from .precision import autocast_for
 
 __all__ = ["LabelModel", "LabelOutput"]
 
@@ -177,15 +178,21 @@ class LabelModel(nn.Module):
 
     @torch.no_grad()
     def logits(self, encoded: Sequence[Encoded], max_tokens: int | None = None) -> list[torch.Tensor]:
-        """Per-example logits in input order; batches sorted by length under a token budget."""
+        """Per-example logits in input order; batches sorted by length under a token budget.
+
+        Computed in the run's mixed precision (``train.mixed_precision`` resolved for the device the
+        model is on): a run trained in bf16 is evaluated and served in bf16, as during training.
+        """
         was_training = self.training
         self.eval()
         budget = max_tokens or self.config.train.eval_batch_tokens
         out: list[torch.Tensor | None] = [None] * len(encoded)
         pad = self.tokenizer.pad_token_id
+        autocast = autocast_for(self.config.train.mixed_precision, next(self.parameters()).device)
         for rows in inference_batches([len(e) for e in encoded], budget):
             batch = collate(rows, encoded, pad, "none")
-            logits = self(batch).logits.float().cpu()
+            with autocast:
+                logits = self(batch).logits.float().cpu()
             if self.config.model.task == "token":  # split the (U, L) units back per example
                 counts = [max(encoded[i].units, default=-1) + 1 for i in batch["order"]]
                 for i, part in zip(batch["order"], torch.split(logits, counts)):

@@ -17,6 +17,7 @@ from .config import RunConfig
 from .data.batching import collate, plan_batches
 from .metrics import primary_metric
 from .modeling import LabelModel
+from .precision import resolve_mixed_precision
 from .rundir import atomic_run_dir, check_output, write_json_atomic
 from .tasks import build_label_map, encode_examples, evaluate_examples, read_examples
 
@@ -50,24 +51,6 @@ def _class_weights(setting: str, targets, n: int) -> torch.Tensor | None:
 
         raise ConfigError(f"class_weights has {len(w)} values but there are {n} labels")
     return w
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 matmuls run natively (measured 1.7x fp32 training speed here)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    """auto: bf16 where the hardware computes it natively (recent GPUs, CPUs with AVX512-BF16/AMX), else fp32."""
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if cpu_has_native_bf16() else "no"
 
 
 def train(config: RunConfig, train_data: str, eval_data: str | None, output: str | Path,

@@ -43,15 +43,16 @@ def label_scores(lm, tok, texts: Sequence[str], verbalizers: Sequence[str], inst
 
     Two passes per batch, both continuing the shared prefix's KV cache: (1) the texts, left-padded so
     every row ends at the same column, whose last logits score every verbaliser's first token at once;
-    (2) only where some verbaliser has more tokens: its remaining tokens, one row per (text, label),
-    on the cache of (1) repeated per label. The text is never re-run per label.
+    (2) only for verbalisers of more than one token: their remaining tokens, one row per (text, such
+    label), on the cache of (1) repeated per such label. The text is never re-run per label.
     """
     before, after = _split_template(tok, instruction, demos)
     prefix = torch.tensor([tok(before, add_special_tokens=False)["input_ids"]])
     P = prefix.shape[1]
     cache = output_cache(lm(input_ids=prefix, use_cache=True))
     labels = [tok(v, add_special_tokens=False)["input_ids"] for v in verbalizers]
-    L, M = len(labels), max(map(len, labels)) - 1  # M: tokens after the first, at most
+    multi = [i for i, lab in enumerate(labels) if len(lab) > 1]  # labels that need pass (2)
+    Lm, M = len(multi), max(len(labels[i]) for i in multi) - 1 if multi else 0  # M: tokens after the first
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     first = torch.tensor([lab[0] for lab in labels])
     out = []
@@ -70,20 +71,22 @@ def label_scores(lm, tok, texts: Sequence[str], verbalizers: Sequence[str], inst
         past.batch_repeat_interleave(B)
         logits = lm(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **cache_kwarg(lm, past)).logits
         scores = torch.log_softmax(logits[:, -1].float(), -1)[:, first]  # (B, L): every label's first token
-        if M > 0:  # rows (text, label): label tokens 0..M-1 predict tokens 1..M
-            past.batch_repeat_interleave(L)
-            ids2 = torch.full((B * L, M), pad)
-            mask2 = torch.cat([mask.repeat_interleave(L, 0), torch.zeros((B * L, M), dtype=torch.long)], 1)
-            for r in range(B * L):
-                lab = labels[r % L][:-1][:M]
+        if multi:  # rows (text, multi-token label): label tokens 0..M-1 predict tokens 1..M
+            # only multi-token labels get rows: the cache (prefix + text) is copied once per row, and with
+            # a k-shot prefix of ~1,000 tokens that copy, not the label tokens, is the cost
+            past.batch_repeat_interleave(Lm)
+            ids2 = torch.full((B * Lm, M), pad)
+            mask2 = torch.cat([mask.repeat_interleave(Lm, 0), torch.zeros((B * Lm, M), dtype=torch.long)], 1)
+            for r in range(B * Lm):
+                lab = labels[multi[r % Lm]][:-1]
                 ids2[r, : len(lab)] = torch.tensor(lab, dtype=torch.long)
                 mask2[r, P + W : P + W + len(lab)] = 1
-            pos2 = (P + torch.tensor([len(q) for q in queries]).repeat_interleave(L))[:, None] + torch.arange(M)
+            pos2 = (P + torch.tensor([len(q) for q in queries]).repeat_interleave(Lm))[:, None] + torch.arange(M)
             logp2 = torch.log_softmax(lm(input_ids=ids2, attention_mask=mask2, position_ids=pos2, use_cache=True,
                                          **cache_kwarg(lm, past)).logits.float(), -1)
-            for r in range(B * L):
-                lab = labels[r % L]
-                scores[r // L, r % L] += sum(logp2[r, k, t] for k, t in enumerate(lab[1:]))
+            for r in range(B * Lm):
+                j = multi[r % Lm]
+                scores[r // Lm, j] += sum(logp2[r, k, t] for k, t in enumerate(labels[j][1:]))
         out.append(scores)
     return torch.cat(out), [len(lab) for lab in labels]
 

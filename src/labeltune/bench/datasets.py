@@ -21,6 +21,8 @@ class BenchDataset:
     eval: str
     data: dict = field(default_factory=dict)  # DataSettings fields
     verbalizers: dict = field(default_factory=dict)  # label -> word (sequence prompting)
+    # the prompt's wording: question before or after the text, whichever scored better (calibrated)
+    # on 200 training examples (seed 7) with the embedded model — docs/RESULTS.md
     instruction: str = ""
     types: dict = field(default_factory=dict)  # entity type -> description (NER prompting)
 
@@ -28,14 +30,14 @@ class BenchDataset:
 DATASETS = {
     "sst2": BenchDataset("sst2", "sequence", "sst2/train.tsv", "sst2/dev.tsv", {"text_column": "sentence"},
                          {"0": "negative", "1": "positive"},
-                         "What is the sentiment of this movie review? Answer positive or negative.\nReview: {text}"),
+                         "Review: {text}\nIs the sentiment of this movie review positive or negative?"),
     "sst5": BenchDataset("sst5", "sequence", "sst5/stsa.fine.train", "sst5/stsa.fine.dev", {"format": "label-text"},
                          {"0": "terrible", "1": "bad", "2": "neutral", "3": "good", "4": "great"},
                          "How positive is this movie review? Answer terrible, bad, neutral, good or great.\n"
                          "Review: {text}"),
     "twitter_fin": BenchDataset("twitter_fin", "sequence", "twitter_fin/sent_train.csv", "twitter_fin/sent_valid.csv",
                                 {}, {"0": "bearish", "1": "bullish", "2": "neutral"},
-                                "Is this financial tweet bearish, bullish or neutral?\nTweet: {text}"),
+                                "Tweet: {text}\nIs this financial tweet bearish, bullish or neutral?"),
     "trec6": BenchDataset("trec6", "sequence", "trec/TREC.train", "trec/TREC.test",
                           {"format": "label-text", "label_delimiter": ":"},
                           {"ABBR": "abbreviation", "DESC": "description", "ENTY": "entity", "HUM": "human",
