@@ -78,3 +78,33 @@ def stock_peft_train_eval(model_dir: str, train_texts, train_labels, dev_texts, 
     acc = sum(int(p == y) for p, y in zip(preds, dev_labels)) / len(dev_labels)
     return {"accuracy": acc, "train_time_s": train_time, "eval_time_s": time.perf_counter() - t1,
             "train_real_tokens_per_s": real / train_time}
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_label_steps(model, plan, enc, opt, autocast, warmup: int, device: str = "cpu") -> tuple[float, float]:
+    """labeltune training steps over ``plan`` (batches of example indices into ``enc``): real (non-pad)
+    tokens/s of the steps after ``warmup`` (which absorb allocation and compilation), and the warm-up's seconds."""
+    from labeltune.data import collate
+
+    model.train()
+    warmup = min(warmup, len(plan) - 1)
+    real, t_start, t0 = 0, time.perf_counter(), 0.0
+    warmup_s = 0.0
+    for k, rows in enumerate(plan):
+        if k == warmup:
+            sync(device)
+            t0, real = time.perf_counter(), 0
+            warmup_s = t0 - t_start
+        batch = collate(rows, enc, 0, "single_label")
+        with autocast:
+            out = model(batch)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        real += batch["real_tokens"]
+    sync(device)
+    return real / (time.perf_counter() - t0), warmup_s

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from common import SHARED, read_tsv
+from common import SHARED, read_tsv, timed_label_steps
 
 
 def main(mode: str) -> None:
@@ -30,7 +30,9 @@ def main(mode: str) -> None:
     from labeltune.data import Encoded, LabelMap, collate, plan_batches
     from labeltune.precision import resolve_mixed_precision
 
+    bf16 = resolve_mixed_precision("auto") == "bf16"
     cfg = RunConfig.from_dict({"model": {"name": resolve_model_dir("default")}, "data": {"template": "none"},
+                               "train": {"mixed_precision": "bf16" if bf16 else "no"},
                                "lora": {"r": 12, "alpha": 32, "dropout": 0.1, "target_modules": "q_proj,v_proj"}})
     model = LabelModel.from_config(cfg, LabelMap(["0", "1"]))
     texts, _ = read_tsv(SHARED / "sst2" / "train.tsv")
@@ -40,31 +42,17 @@ def main(mode: str) -> None:
     if mode == "compile":
         for layer in model._base().layers:
             layer.compile(dynamic=True)
-    bf16 = resolve_mixed_precision("auto") == "bf16"
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    model.train()
     res: dict = {"mode": mode, "bf16": bf16}
-    warm, steps, t_start = 5, 30, time.perf_counter()
-    real, t0 = 0, 0.0
-    for k, rows in enumerate(plan[: warm + steps]):
-        if k == warm:  # compilation happens in the warm-up steps
-            res["warmup_s"] = time.perf_counter() - t_start
-            t0, real = time.perf_counter(), 0
-        batch = collate(rows, enc, 0, "single_label")
-        with autocast:
-            out = model(batch)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        real += batch["real_tokens"]
-    res["train_real_tok_s"] = real / (time.perf_counter() - t0)
+    # compilation happens in the warm-up steps
+    res["train_real_tok_s"], res["warmup_s"] = timed_label_steps(model, plan[:35], enc, opt, autocast, warmup=5)
     t0 = time.perf_counter()
     with autocast:
         model.logits(enc[:1000])
     res["infer_real_tok_s"] = sum(len(e) for e in enc[:1000]) / (time.perf_counter() - t0)
     if mode == "eager":  # forward time: backbone vs head + loss, 5 repeats of one batch
-        batch = collate(plan[warm], enc, 0, "single_label")
+        batch = collate(plan[5], enc, 0, "single_label")
         backbone_s = head_s = 0.0
         for _ in range(5):
             with autocast:

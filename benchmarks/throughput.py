@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from common import SHARED, hardware, read_tsv
+from common import SHARED, hardware, read_tsv, sync, timed_label_steps
 
 ARCHS = {  # shapes of real models, for random-weight speed runs (values do not change speed)
     "llama-2-7b": dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
@@ -34,11 +34,6 @@ def peak_memory_gib(device: str) -> float:
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process peak RSS (KiB -> GiB)
-
-
-def sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def load_texts(args, tokenizer) -> list[list[int]]:
@@ -125,7 +120,7 @@ def stock_train(src, seqs, labels, args, dtype):
 
 def labeltune_train(src, seqs, labels, args, dtype):
     from labeltune import LabelModel, RunConfig
-    from labeltune.data import Encoded, LabelMap, collate, plan_batches
+    from labeltune.data import Encoded, LabelMap, plan_batches
 
     cfg = RunConfig.from_dict({
         "model": {"name": src, "pooling": "last"},
@@ -133,7 +128,7 @@ def labeltune_train(src, seqs, labels, args, dtype):
         "data": {"max_length": args.max_length},
         "train": {"batching": args.batching, "batch_size": args.batch_size,
                   "max_tokens_per_batch": args.max_tokens, "gradient_checkpointing": args.checkpointing,
-                  "eval_batch_tokens": args.infer_tokens}})
+                  "eval_batch_tokens": args.infer_tokens, "mixed_precision": "bf16" if args.bf16 else "no"}})
     model = LabelModel.from_config(cfg, LabelMap(["0", "1"]), dtype=dtype).to(args.device)
     if args.checkpointing:
         model._base().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -143,23 +138,8 @@ def labeltune_train(src, seqs, labels, args, dtype):
                         random.Random(0))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16)
-    real, t0 = 0, None
-    model.train()
-    plan = plan[: args.steps_labeltune + args.warmup]
-    warmup = min(args.warmup, len(plan) - 1)
-    for k, rows in enumerate(plan):
-        if k == warmup:
-            sync(args.device)
-            t0, real = time.perf_counter(), 0
-        batch = collate(rows, enc, 0, "single_label")
-        with autocast:
-            out = model(batch)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        real += batch["real_tokens"]
-    sync(args.device)
-    train_tps = real / (time.perf_counter() - t0)
+    train_tps, _ = timed_label_steps(model, plan[: args.steps_labeltune + args.warmup], enc, opt, autocast,
+                                     args.warmup, args.device)
     n_inf = min(len(enc), args.infer_examples)
     t0 = time.perf_counter()
     with autocast:

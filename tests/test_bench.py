@@ -119,14 +119,16 @@ def test_suite_seeds_per_method_dataset_filter_and_resume(tmp_path, monkeypatch)
 
     monkeypatch.setattr(runner, "_METHODS", {"ls": fake, "prompt": fake, "encoder": fake})
     suite = {"name": "t", "datasets": ["sst2"], "train_size": 2, "methods": [
-        {"name": "A", "kind": "ls"}, {"name": "B", "kind": "ls", "seeds": 1},
+        {"name": "A", "kind": "ls"}, {"name": "B", "kind": "ls", "seeds": 1}, {"name": "E", "kind": "ls", "seeds": 2},
         {"name": "C", "kind": "prompt", "shots": 0}, {"name": "D", "kind": "encoder", "datasets": ["trec6"]}]}
     out = tmp_path / "out"
     runner.run_suite(suite, "default", root, out, seeds=[0, 1, 2], echo=lambda s: None)
-    assert sorted(calls) == [("sst2", "A", 0), ("sst2", "A", 1), ("sst2", "A", 2), ("sst2", "B", 0), ("sst2", "C", 0)]
+    assert sorted(calls) == [("sst2", "A", 0), ("sst2", "A", 1), ("sst2", "A", 2), ("sst2", "B", 0), ("sst2", "C", 0),
+                             ("sst2", "E", 0), ("sst2", "E", 1)]
     table = (out / "RESULTS.md").read_text()
     assert "| A | 60.0 ± 10.0 |" in table and "| B | 50.0 |" in table and "| D | — |" in table
+    assert "| E | 55.0 ± 7.1 (2 seeds) |" in table  # fewer seeds than the table's most: said in the cell
     calls.clear()
     runner.run_suite(suite, "default", root, out, seeds=[0, 1, 2], resume=True, echo=lambda s: None)
     assert calls == []
-    assert len(json.loads((out / "results.json").read_text())["rows"]) == 5
+    assert len(json.loads((out / "results.json").read_text())["rows"]) == 7

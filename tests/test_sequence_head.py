@@ -112,3 +112,28 @@ def test_inference_runs_in_the_runs_mixed_precision(tmp_path):
     torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0.05)
     model.config.train.mixed_precision = "no"
     assert torch.equal(torch.stack(model.logits(encoded)), fp32)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_mean_and_max_skip_the_template_prefix_and_max_its_closing(tmp_path, pooling):
+    # reference by hand: one plain backbone pass per text, pooled over the text (+ closing tokens for mean)
+    from labeltune import LabelModel, RunConfig
+    from labeltune.data import LabelMap
+
+    cfg = RunConfig.from_dict({"model": {"name": str(make_tiny_dir(tmp_path, "llama")), "pooling": pooling},
+                               "data": {"template": "the film was {text} fun"},
+                               "lora": {"target_modules": "q_proj,v_proj"}, "train": {"mixed_precision": "no"}})
+    torch.manual_seed(0)
+    model = LabelModel.from_config(cfg, LabelMap(["neg", "pos"])).eval()
+    tok = model.tokenizer
+    assert model.suffix_ids == tok(" fun", add_special_tokens=False)["input_ids"]
+    texts = ["great", "the plot was boring and the actors were awful"]
+    got = torch.stack(model.logits(model.encode(texts)[0]))
+    P, S = len(model.prefix_ids), len(model.suffix_ids)
+    with torch.no_grad():
+        for text, row in zip(texts, got):
+            ids = tok(cfg.data.template.format(text=text))["input_ids"]
+            assert ids[:P] == model.prefix_ids and ids[-S:] == model.suffix_ids
+            hidden = model.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
+            pooled = hidden[P:].mean(0) if pooling == "mean" else hidden[P:len(ids) - S].max(0).values
+            torch.testing.assert_close(row, model.head.score(pooled), atol=1e-5, rtol=0)

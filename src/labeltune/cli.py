@@ -1,4 +1,4 @@
-"""`labeltune train|evaluate|predict|demo` (typer). Flags override a --config YAML, which overrides
+"""`labeltune train|evaluate|predict|serve|export|bench|demo` (typer). Flags override a --config YAML, which overrides
 the dataclass defaults; the resolved settings are saved in the run directory."""
 
 from __future__ import annotations
@@ -149,6 +149,33 @@ def predict(run: Path = typer.Argument(..., help="run directory from `labeltune 
     if (data is None) == (not text):
         raise LabeltuneError("give exactly one of --data FILE or --text TEXT")
     predict_run(run, str(data) if data else None, text, out)
+
+
+@app.command()
+def serve(run: Path = typer.Argument(..., help="run directory from `labeltune train` or `labeltune export`"),
+          host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0: every interface)"),
+          port: int = typer.Option(8000, help="TCP port"),
+          max_texts: int = typer.Option(256, help="most texts one request may send")):
+    """Serve a run over HTTP: POST /predict {"texts": [...]}, GET /health (needs labeltune[serve])."""
+    from .serve import create_app
+
+    app_ = create_app(run, max_texts)
+    import uvicorn
+
+    uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+@app.command()
+def export(run: Path = typer.Argument(..., help="run directory from `labeltune train`"),
+           output: Path = typer.Option(..., "--output", help="directory for the self-contained merged run"),
+           dtype: str = typer.Option("float32", help="weights on disk: float32, bfloat16 or float16"),
+           overwrite: bool = typer.Option(False, help="replace OUTPUT if it exists")):
+    """Merge the LoRA adapters into the backbone: a run directory that needs neither PEFT nor the base model."""
+    from .export import export_run
+
+    check = export_run(run, output, dtype, overwrite)
+    typer.echo(f"exported {run} -> {output} ({dtype}); checked on {check['probes']} probe texts: "
+               f"max |logit diff| {check['max_abs_logit_diff']:.2e}, same predictions: {check['same_argmax']}")
 
 
 @app.command()

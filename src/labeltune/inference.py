@@ -13,7 +13,7 @@ from .modeling import LabelModel
 from .rundir import write_json_atomic
 from .tasks import encode_examples, evaluate_examples, read_examples
 
-__all__ = ["evaluate_run", "predict_run"]
+__all__ = ["evaluate_run", "predict_run", "predict_texts"]
 
 
 def evaluate_run(run: str | Path, data: str, out: str | Path | None = None, model: LabelModel | None = None) -> dict[str, Any]:
@@ -39,28 +39,38 @@ def predict_run(run: str | Path, data: str | None, texts: Sequence[str] | None, 
     model = LabelModel.from_pretrained(run)
     if data:
         examples = read_examples(data, model.config, require_labels=False)
+        rows = _predict_examples(model, examples, data)
     else:
-        examples = _raw_examples(model, list(texts or []))
-    encoded, _ = encode_examples(model.tokenizer, examples, None, model.config, data or "--text")
-    if model.config.model.task == "token":
-        from .data.conll import predict_token_examples
-
-        rows = predict_token_examples(model, examples, encoded)
-    else:
-        rows = [{"text": e.text, **({"pair": e.pair} if e.pair else {}), **model._decode(lg)}
-                for e, lg in zip(examples, model.logits(encoded))]
+        rows = predict_texts(model, list(texts or []))
     _write_rows(rows, out)
     return rows
 
 
-def _raw_examples(model: LabelModel, texts: list[str]) -> list:
+def predict_texts(model: LabelModel, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
+    """One dict per text, in input order: ``label``/``scores`` (sequence) or ``tags``/``entities`` (token)."""
+    examples = _raw_examples(model, list(texts), list(pairs) if pairs is not None else None)
+    return _predict_examples(model, examples, "--text")
+
+
+def _predict_examples(model: LabelModel, examples: list, source: str) -> list[dict]:
+    encoded, _ = encode_examples(model.tokenizer, examples, None, model.config, source)
+    if model.config.model.task == "token":
+        from .data.conll import predict_token_examples
+
+        return predict_token_examples(model, examples, encoded)
+    return [{"text": e.text, **({"pair": e.pair} if e.pair else {}), **model._decode(lg)}
+            for e, lg in zip(examples, model.logits(encoded))]
+
+
+def _raw_examples(model: LabelModel, texts: list[str], pairs: list[str] | None = None) -> list:
     if model.config.model.task == "token":
         from .data.conll import examples_from_raw_text
 
         return examples_from_raw_text(texts)
     from .data.readers import TextExample
 
-    return [TextExample(t, None, None, f"--text #{i + 1}") for i, t in enumerate(texts)]
+    pairs = pairs if pairs is not None else [None] * len(texts)
+    return [TextExample(t, p, None, f"--text #{i + 1}") for i, (t, p) in enumerate(zip(texts, pairs))]
 
 
 def _write_rows(rows: list[dict], out: str | Path | None) -> None:

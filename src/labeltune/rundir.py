@@ -3,6 +3,7 @@
     RUN/config.json        resolved RunConfig
     RUN/labels.json        label names in id order, problem type
     RUN/adapter/           PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
+    RUN/backbone/          instead of adapter/ in an exported run: backbone with LoRA merged in
     RUN/head.safetensors   label head
     RUN/tokenizer/         tokenizer files
     RUN/backbone.json      backbone reference (name, resolved source, family, versions)

@@ -228,12 +228,14 @@ def _cells(results, suite, key=None):
     return methods, datasets, cells
 
 
-def _fmt(values: list[float] | None) -> str:
+def _fmt(values: list[float] | None, most: int = 0) -> str:
+    """One cell: the score, or mean ± sample std, with the seed count when it is not the table's ``most``."""
     if not values:
         return "—"
     if len(values) == 1:
         return f"{100 * values[0]:.1f}"
-    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+    note = f" ({len(values)} seeds)" if len(values) != most else ""
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}{note}"
 
 
 def results_table(results: dict, suite: dict) -> str:
@@ -241,16 +243,16 @@ def results_table(results: dict, suite: dict) -> str:
     methods, datasets, cells = _cells(results, suite)
     head = "| method | " + " | ".join(f"{d} ({'acc' if DATASETS[d].task == 'sequence' else 'entity F1'})"
                                       for d in datasets) + " |"
+    most = max((len(v) for v in cells.values()), default=0)
     lines = [head, "|---" * (len(datasets) + 1) + "|"]
-    lines += [f"| {m} | " + " | ".join(_fmt(cells.get((m, d))) for d in datasets) + " |" for m in methods]
+    lines += [f"| {m} | " + " | ".join(_fmt(cells.get((m, d)), most) for d in datasets) + " |" for m in methods]
     seq = [d for d in datasets if DATASETS[d].task == "sequence"]
     if seq:
         _, _, macro = _cells(results, suite, "macro_f1")
         lines += ["", "Macro-F1 (sequence tasks):", "", "| method | " + " | ".join(seq) + " |", "|---" * (1 + len(seq)) + "|"]
-        lines += [f"| {m} | " + " | ".join(_fmt(macro.get((m, d))) for d in seq) + " |" for m in methods]
-    n = {len(v) for v in cells.values()}
-    lines += ["", f"Cells with ± are mean ± sample std over {max(n) if n else 0} seeds (training subset and "
-                  "initialisation change with the seed); the others ran once."]
+        lines += [f"| {m} | " + " | ".join(_fmt(macro.get((m, d)), most) for d in seq) + " |" for m in methods]
+    lines += ["", f"Cells with ± are mean ± sample std over {most} seeds unless a count is given (training subset "
+                  "and initialisation change with the seed); the others ran once."]
     return "\n".join(lines)
 
 
@@ -259,7 +261,7 @@ def chart(results: dict, suite: dict, path: Path) -> None:
 
     plt = _plt()
     methods, datasets, cells = _cells(results, suite)
-    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(datasets)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(datasets)), 5.5))
     width = 0.8 / max(1, len(methods))
     for k, m in enumerate(methods):
         xs = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(datasets))]
@@ -268,7 +270,7 @@ def chart(results: dict, suite: dict, path: Path) -> None:
     ax.set_xticks(range(len(datasets)), [f"{d}\n({'acc' if DATASETS[d].task == 'sequence' else 'F1'})" for d in datasets])
     ax.set_ylabel("%")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: never over a bar
     ax.set_title(f"labeltune bench — suite {results['suite']}, model {results['model']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

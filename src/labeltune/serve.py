@@ -1,0 +1,64 @@
+"""`labeltune serve RUN`: an HTTP app (FastAPI) that labels texts with a saved or exported run.
+
+    GET  /health   -> {"status": "ok", "task", "labels", "problem_type", "run"}
+    POST /predict  {"texts": [...], "pairs": [...]?} -> {"predictions": [one object per text, in order]}
+
+A prediction is what `labeltune predict` writes: ``label`` + ``scores`` (sequence task; ``labels``
+for multi-label, ``value`` for regression) or ``tags`` + ``entities`` with character offsets (token
+task). The model is loaded once; requests are served one at a time (one model, one device), each
+request's texts batched by length under the run's token budget.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime, and the
+# request model is local to create_app
+
+import threading
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = ["create_app"]
+
+
+def create_app(run: "str | Path", max_texts: int = 256):
+    try:
+        from fastapi import FastAPI, HTTPException
+        from pydantic import BaseModel, Field
+    except ImportError:
+        raise ConfigError("serving needs FastAPI and uvicorn: pip install 'labeltune[serve]'") from None
+    from . import __version__
+    from .inference import predict_texts
+    from .modeling import LabelModel
+
+    model = LabelModel.from_pretrained(run)
+    paired = bool(model.config.data.text_pair_column)
+    lock = threading.Lock()  # one forward at a time: FastAPI runs sync endpoints in a thread pool
+
+    class PredictRequest(BaseModel):
+        texts: list[str] = Field(min_length=1, max_length=max_texts, description="texts to label")
+        pairs: list[str] | None = Field(None, description="second texts, one per text (runs trained on pairs)")
+
+    app = FastAPI(title="labeltune", version=__version__,
+                  description=f"{model.config.model.task} labelling with the run {run}")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "task": model.config.model.task, "labels": model.labels.names,
+                "problem_type": model.labels.problem_type, "run": str(run)}
+
+    @app.post("/predict")
+    def predict(request: PredictRequest) -> dict:
+        if paired and request.pairs is None:
+            raise HTTPException(422, f"this run was trained on text pairs ({model.config.data.text_pair_column!r}); "
+                                     "send 'pairs' with one entry per text")
+        if not paired and request.pairs is not None:
+            raise HTTPException(422, "this run was trained on single texts; drop 'pairs'")
+        if request.pairs is not None and len(request.pairs) != len(request.texts):
+            raise HTTPException(422, f"{len(request.texts)} texts but {len(request.pairs)} pairs; send one pair per text")
+        empty = [i for i, t in enumerate(request.texts) if not t.strip()]
+        if empty:
+            raise HTTPException(422, f"texts {empty[:10]} are empty; send non-empty strings")
+        with lock:
+            return {"predictions": predict_texts(model, request.texts, request.pairs)}
+
+    return app
