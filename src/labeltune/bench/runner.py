@@ -251,8 +251,9 @@ def results_table(results: dict, suite: dict) -> str:
         _, _, macro = _cells(results, suite, "macro_f1")
         lines += ["", "Macro-F1 (sequence tasks):", "", "| method | " + " | ".join(seq) + " |", "|---" * (1 + len(seq)) + "|"]
         lines += [f"| {m} | " + " | ".join(_fmt(macro.get((m, d)), most) for d in seq) + " |" for m in methods]
-    lines += ["", f"Cells with ± are mean ± sample std over {most} seeds unless a count is given (training subset "
-                  "and initialisation change with the seed); the others ran once."]
+    if most > 1:
+        lines += ["", f"Cells with ± are mean ± sample std over {most} seeds unless a count is given (training "
+                      "subset and initialisation change with the seed); the others ran once."]
     return "\n".join(lines)
 
 
