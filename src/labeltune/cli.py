@@ -1,5 +1,5 @@
-"""`labeltune train|evaluate|predict|serve|export|bench|demo` (typer). Flags override a --config YAML, which overrides
-the dataclass defaults; the resolved settings are saved in the run directory."""
+"""`labeltune train|evaluate|predict|serve|export|bench|demo` (typer). Flags override a --config
+YAML, which overrides the dataclass defaults; the resolved settings are saved in the run directory."""
 
 from __future__ import annotations
 

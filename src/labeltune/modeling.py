@@ -137,7 +137,7 @@ class LabelModel(nn.Module):
             mask = (seg > 0).long()
         ids, pos, example_ids = batch["input_ids"].to(dev), batch["position_ids"].to(dev), batch["example_ids"].to(dev)
         pooling = self.config.model.pooling
-        if self.config.model.task == "sequence" and pooling in ("mean", "max") and self.prefix_ids + self.suffix_ids:
+        if self.config.model.task == "sequence" and pooling in ("mean", "max") and (self.prefix_ids or self.suffix_ids):
             example_ids = self._unpool_template(ids, pos, example_ids, closing=pooling == "max")
         P = self._shareable_prefix(ids, seg, packed)
         if P:
