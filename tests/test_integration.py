@@ -73,3 +73,23 @@ def test_auto_template_is_the_models_chat_template_and_sharing_its_prefix_is_exa
     model._shareable_prefix = lambda *a: 0  # the plain path: the prefix inside every row
     inline = torch.stack(model.logits(encoded))
     torch.testing.assert_close(shared, inline, atol=1e-4, rtol=0)
+
+
+def test_quick_bench_suite_runs_every_method_end_to_end(tmp_path):
+    # `labeltune bench quick` (= `make bench-quick`, ~20 s): LS, 0-shot prompting and the MiniLM encoder
+    # on the same 64 SST-2 training / 100 dev sentences, table and chart written
+    import json
+
+    from conftest import SHARED_DATA
+
+    from labeltune.bench import load_suite, run_suite
+
+    shared_data("sst2", "train.tsv")
+    suite = load_suite("quick")
+    run_suite(suite, "default", SHARED_DATA, tmp_path / "quick", echo=lambda s: None)
+    rows = json.loads((tmp_path / "quick" / "results.json").read_text())["rows"]
+    assert sorted(r["method"] for r in rows) == sorted(m["name"] for m in suite["methods"])
+    assert all(r["n_eval"] == 100 and 0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    table = (tmp_path / "quick" / "RESULTS.md").read_text()
+    assert all(m["name"] in table for m in suite["methods"])
+    assert (tmp_path / "quick" / "results.png").stat().st_size > 10_000
