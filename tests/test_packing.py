@@ -54,3 +54,31 @@ def test_plans_cover_every_example_once():
             assert all(sum(lengths[i] for i in row) <= 64 or len(row) == 1 for b in plan for row in b)
         if mode == "bucketed":
             assert all(max(lengths[i] for r in b for i in r) * len(b) <= 256 or len(b) == 1 for b in plan)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_packed_equals_unpacked_with_a_template(tmp_path, pooling):
+    # several templated examples in one row: each skips its own template prefix (and, for max, its
+    # closing tokens) exactly as in a row of its own
+    from helpers import make_tiny_dir
+
+    from labeltune import LabelModel, RunConfig
+    from labeltune.data import LabelMap, encode_texts
+
+    cfg = RunConfig.from_dict({"model": {"name": str(make_tiny_dir(tmp_path, "llama")), "pooling": pooling,
+                                         "head_dropout": 0.0},
+                               "data": {"template": "the film was {text} fun"},
+                               "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0},
+                               "train": {"mixed_precision": "no"}})
+    torch.manual_seed(0)
+    model = LabelModel.from_config(cfg, LabelMap(["a", "b", "c"])).train()
+    texts = ["great", "the plot was boring", "bad acting", "a fun and witty film", "awful"]
+    ids, _ = encode_texts(model.tokenizer, texts, None, 64, template=cfg.data.template)
+    enc = [Encoded(x, i % 3) for i, x in enumerate(ids)]
+    unpacked = collate([[i] for i in range(len(ids))], enc, 3, "single_label")
+    packed = collate([[0, 1, 3], [2, 4]], enc, 3, "single_label")
+    loss_a, grads_a = _grads(model, unpacked)
+    loss_b, grads_b = _grads(model, packed)
+    torch.testing.assert_close(loss_b, loss_a, atol=1e-5, rtol=0)
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], atol=1e-5, rtol=1e-4, msg=name)
