@@ -48,14 +48,16 @@ INSTRUCTION = "the film {text}"
 DEMOS = [("fun plot", "good"), ("awful film", "bad acting")]
 
 
-def test_label_scores_with_prefix_cache_equal_full_sequences(tiny_lm):
+@pytest.mark.parametrize("verbalizers", [VERBALIZERS, ["bad acting", "good", "so so so"], ["good", "bad"]])
+def test_label_scores_with_prefix_cache_equal_full_sequences(tiny_lm, verbalizers):
+    # multi-token labels last, first, or none at all: each label's continuation lands on its own column
     lm, tok = tiny_lm
     texts = ["the movie was great", "bad", "the plot was boring and the actors were awful"]
-    expected = _full_sequence_scores(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS)
-    scores, lengths = label_scores(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS, batch_size=2)
+    expected = _full_sequence_scores(lm, tok, texts, verbalizers, INSTRUCTION, DEMOS)
+    scores, lengths = label_scores(lm, tok, texts, verbalizers, INSTRUCTION, DEMOS, batch_size=2)
     assert torch.allclose(scores, expected, atol=1e-4)
-    assert lengths == [len(tok(v, add_special_tokens=False)["input_ids"]) for v in VERBALIZERS]
-    preds = label_likelihood_predict(lm, tok, texts, VERBALIZERS, INSTRUCTION, DEMOS, batch_size=2)
+    assert lengths == [len(tok(v, add_special_tokens=False)["input_ids"]) for v in verbalizers]
+    preds = label_likelihood_predict(lm, tok, texts, verbalizers, INSTRUCTION, DEMOS, batch_size=2)
     assert preds == expected.argmax(-1).tolist()
 
 

@@ -105,9 +105,80 @@ def test_serve_token_run_returns_entities(tmp_path, tiny_llama):
     from labeltune.serve import create_app
 
     model = tiny_label_model(tiny_llama, labels=("O", "B-PER", "I-PER"), task="token")
+    with torch.no_grad():  # every word B-PER: one entity a word, whatever the random backbone says
+        model.head.score.weight.zero_()
+        model.head.score.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
     model.save_pretrained(tmp_path / "tok")
     client = TestClient(create_app(tmp_path / "tok"))
     row = client.post("/predict", json={"texts": ["john smith  visited paris"]}).json()["predictions"][0]
-    assert row["tokens"] == ["john", "smith", "visited", "paris"] and len(row["tags"]) == 4
-    for ent in row["entities"]:  # offsets index the original text
-        assert row["text"][ent["start"]:ent["end"]] == ent["text"]
+    assert row["tokens"] == ["john", "smith", "visited", "paris"] and row["tags"] == ["B-PER"] * 4
+    # offsets index the original text, double space included
+    assert [(e["start"], e["end"], e["text"]) for e in row["entities"]] == [
+        (0, 4, "john"), (5, 10, "smith"), (12, 19, "visited"), (20, 25, "paris")]
+
+
+def test_pair_runs_need_pairs_everywhere(tmp_path, tiny_llama):
+    from fastapi.testclient import TestClient
+
+    from labeltune.inference import predict_texts
+    from labeltune.serve import create_app
+
+    model = tiny_label_model(tiny_llama)
+    model.config.data.text_pair_column = "hypothesis"
+    model.save_pretrained(tmp_path / "pairs")
+    with pytest.raises(ConfigError, match="pairs"):
+        predict_texts(model, ["a premise"])
+    with pytest.raises(ConfigError, match="one pair per text"):
+        predict_texts(model, ["a", "b"], ["only one"])
+    client = TestClient(create_app(tmp_path / "pairs"))
+    r = client.post("/predict", json={"texts": ["a premise"]})
+    assert r.status_code == 422 and "hypothesis" in r.json()["detail"]
+    r = client.post("/predict", json={"texts": ["a premise", "b"], "pairs": ["one"]})
+    assert r.status_code == 422 and "one pair per text" in r.json()["detail"]
+    got = client.post("/predict", json={"texts": ["a premise"], "pairs": ["a hypothesis"]}).json()["predictions"]
+    assert got[0]["pair"] == "a hypothesis" and got[0]["label"] in model.labels.names
+
+
+def test_failed_export_check_writes_nothing_and_a_parent_folder_is_refused(saved_run, tmp_path, monkeypatch):
+    import labeltune.export as export
+
+    _, run = saved_run
+    with pytest.raises(ConfigError, match="folder that holds it"):
+        export_run(run, run.parent, overwrite=True)
+    assert (run / "adapter").is_dir()  # the run is untouched
+
+    def mismatch(*args):
+        raise ConfigError("the merged model does not reproduce the run's logits")
+
+    monkeypatch.setattr(export, "_compare", mismatch)
+    with pytest.raises(ConfigError, match="does not reproduce"):
+        export_run(run, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.tmp-*"))
+
+
+def test_runs_from_before_0_2_keep_their_max_pooling(tmp_path, tiny_llama):
+    # max pooling skips the template's closing tokens since 0.2; older runs were trained reading them
+    from labeltune import RunConfig
+    from labeltune.data import LabelMap
+
+    cfg = RunConfig.from_dict({"model": {"name": str(tiny_llama), "pooling": "max"},
+                               "data": {"template": "the film was {text} fun"}})
+    model = LabelModel.from_config(cfg, LabelMap(["a", "b"]))
+    assert model.suffix_ids
+    model.save_pretrained(tmp_path / "run")
+    assert LabelModel.from_pretrained(tmp_path / "run").suffix_ids == model.suffix_ids
+    info = json.loads((tmp_path / "run" / "backbone.json").read_text())
+    info["versions"]["labeltune"] = "0.1.0"
+    (tmp_path / "run" / "backbone.json").write_text(json.dumps(info))
+    assert LabelModel.from_pretrained(tmp_path / "run").suffix_ids == []
+
+
+def test_template_suffix_ends_with_eos_when_appended(tiny_llama):
+    from labeltune import RunConfig
+    from labeltune.data import LabelMap, encode_texts
+
+    cfg = RunConfig.from_dict({"model": {"name": str(tiny_llama), "pooling": "max"},
+                               "data": {"template": "the film was {text} fun", "append_eos": True}})
+    model = LabelModel.from_config(cfg, LabelMap(["a", "b"]))
+    ids, _ = encode_texts(model.tokenizer, ["great"], None, 64, True, cfg.data.template)
+    assert ids[0][-len(model.suffix_ids):] == model.suffix_ids and model.suffix_ids[-1] == model.tokenizer.eos_token_id

@@ -1,6 +1,6 @@
 """labeltune: label-supervised fine-tuning of decoder-only LLMs (LS-LLaMA, LS-unLLaMA)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .config import DataSettings, LoraSettings, ModelSettings, RunConfig, TrainSettings  # noqa: E402
 from .errors import ConfigError, DataError, LabeltuneError  # noqa: E402

@@ -38,6 +38,9 @@ _FLAGS = {
 }
 
 
+_DEVICE_HELP = "auto (the GPU when there is one, else the CPU), cuda, cuda:1, cpu"
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
@@ -130,11 +133,12 @@ def train(
 @app.command()
 def evaluate(run: Path = typer.Argument(..., help="run directory from `labeltune train`"),
              data: Path = typer.Option(..., "--data", help="labelled file in the training format"),
-             out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file")):
+             out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file"),
+             device: str = typer.Option("auto", help=_DEVICE_HELP)):
     """Score a run on labelled data; updates RUN/metrics.json."""
     from .inference import evaluate_run
 
-    metrics = evaluate_run(run, str(data), out)
+    metrics = evaluate_run(run, str(data), out, device=device)
     _print_metrics(metrics, f"{run} on {data}")
 
 
@@ -142,24 +146,26 @@ def evaluate(run: Path = typer.Argument(..., help="run directory from `labeltune
 def predict(run: Path = typer.Argument(..., help="run directory from `labeltune train`"),
             data: Optional[Path] = typer.Option(None, "--data", help="file of texts (label column not needed)"),
             text: Optional[list[str]] = typer.Option(None, "--text", help="a text to label (repeatable)"),
-            out: Optional[Path] = typer.Option(None, "--out", help="write JSONL (or .csv) here instead of stdout")):
+            out: Optional[Path] = typer.Option(None, "--out", help="write JSONL (or .csv) here instead of stdout"),
+            device: str = typer.Option("auto", help=_DEVICE_HELP)):
     """Label texts with a trained run: JSON lines with label and scores, in input order."""
     from .inference import predict_run
 
     if (data is None) == (not text):
         raise LabeltuneError("give exactly one of --data FILE or --text TEXT")
-    predict_run(run, str(data) if data else None, text, out)
+    predict_run(run, str(data) if data else None, text, out, device=device)
 
 
 @app.command()
 def serve(run: Path = typer.Argument(..., help="run directory from `labeltune train` or `labeltune export`"),
           host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0: every interface)"),
           port: int = typer.Option(8000, help="TCP port"),
-          max_texts: int = typer.Option(256, help="most texts one request may send")):
+          max_texts: int = typer.Option(256, min=1, help="most texts one request may send"),
+          device: str = typer.Option("auto", help=_DEVICE_HELP)):
     """Serve a run over HTTP: POST /predict {"texts": [...]}, GET /health (needs labeltune[serve])."""
     from .serve import create_app
 
-    app_ = create_app(run, max_texts)
+    app_ = create_app(run, max_texts, device)
     import uvicorn
 
     uvicorn.run(app_, host=host, port=port, log_level="info")

@@ -9,17 +9,20 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .errors import ConfigError
 from .modeling import LabelModel
+from .precision import resolve_device
 from .rundir import write_json_atomic
 from .tasks import encode_examples, evaluate_examples, read_examples
 
 __all__ = ["evaluate_run", "predict_run", "predict_texts"]
 
 
-def evaluate_run(run: str | Path, data: str, out: str | Path | None = None, model: LabelModel | None = None) -> dict[str, Any]:
+def evaluate_run(run: str | Path, data: str, out: str | Path | None = None, model: LabelModel | None = None,
+                 device: str | None = None) -> dict[str, Any]:
     """Metrics of ``run`` on ``data``; written to RUN/metrics.json (keeping the training history) and ``out``."""
     run = Path(run)
-    model = model or LabelModel.from_pretrained(run)
+    model = model or LabelModel.from_pretrained(run, device=resolve_device(device))
     examples = read_examples(data, model.config)
     encoded, truncated = encode_examples(model.tokenizer, examples, model.labels, model.config, data)
     metrics, _ = evaluate_examples(model, examples, encoded)
@@ -34,9 +37,10 @@ def evaluate_run(run: str | Path, data: str, out: str | Path | None = None, mode
     return metrics
 
 
-def predict_run(run: str | Path, data: str | None, texts: Sequence[str] | None, out: str | Path | None) -> list[dict]:
+def predict_run(run: str | Path, data: str | None, texts: Sequence[str] | None, out: str | Path | None,
+                device: str | None = None) -> list[dict]:
     """Predictions in input order; JSONL to ``out`` (CSV when it ends in .csv) or stdout."""
-    model = LabelModel.from_pretrained(run)
+    model = LabelModel.from_pretrained(run, device=resolve_device(device))
     if data:
         examples = read_examples(data, model.config, require_labels=False)
         rows = _predict_examples(model, examples, data)
@@ -48,6 +52,14 @@ def predict_run(run: str | Path, data: str | None, texts: Sequence[str] | None, 
 
 def predict_texts(model: LabelModel, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
     """One dict per text, in input order: ``label``/``scores`` (sequence) or ``tags``/``entities`` (token)."""
+    column = model.config.data.text_pair_column
+    if column and pairs is None:
+        raise ConfigError(f"this run was trained on text pairs (column {column!r}); give one pair per text "
+                          f"(or a --data file with a {column!r} column)")
+    if not column and pairs is not None:
+        raise ConfigError("this run was trained on single texts; give no pairs")
+    if pairs is not None and len(pairs) != len(texts):
+        raise ConfigError(f"{len(texts)} texts but {len(pairs)} pairs; give one pair per text")
     examples = _raw_examples(model, list(texts), list(pairs) if pairs is not None else None)
     return _predict_examples(model, examples, "--text")
 

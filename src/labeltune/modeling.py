@@ -96,10 +96,12 @@ class LabelModel(nn.Module):
         t = config.data.template
         if not t or config.model.task != "sequence":
             return []
-        tail = t[t.index("{text}") + len("{text}"):]
-        if "{pair}" in tail:
-            return []
-        return tokenizer(tail.format(), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        field = "{pair}" if "{pair}" in t and t.index("{pair}") > t.index("{text}") else "{text}"
+        tail = t[t.index(field) + len(field):]  # after the last field: fixed text only
+        ids = tokenizer(tail.format(), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        if config.data.append_eos and tokenizer.eos_token_id is not None:
+            ids = ids + [tokenizer.eos_token_id]  # encode_texts ends every example with it
+        return ids
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -263,6 +265,9 @@ class LabelModel(nn.Module):
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the run-directory files (config, labels, adapter, head, tokenizer, backbone reference)."""
+        if not hasattr(self.backbone, "peft_config"):
+            raise ConfigError("this model was loaded from an exported (merged) run, which has no adapters to save; "
+                              "copy its directory instead")
         import peft
         import transformers
 
@@ -286,8 +291,6 @@ class LabelModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> "LabelModel":
-        from peft import PeftModel
-
         path = Path(path)
         merged = (path / "backbone").is_dir()  # `labeltune export`: self-contained, LoRA merged in
         missing = [f for f in (*RUN_FILES, "backbone" if merged else "adapter") if not (path / f).exists()]
@@ -302,8 +305,23 @@ class LabelModel(nn.Module):
         backbone, _, source = load_backbone(name, config.model.attn_implementation, dtype)
         backbone.config.use_cache = False
         if not merged:
+            from peft import PeftModel
+
             backbone = PeftModel.from_pretrained(backbone, path / "adapter")
         model = cls(backbone, load_tokenizer(str(path / "tokenizer")), config, labels, source)
+        written_by = json.loads((path / "backbone.json").read_text()).get("versions", {}).get("labeltune", "0")
+        if config.model.pooling == "max" and _version(written_by) < (0, 2):
+            model.suffix_ids = []  # trained when max pooling still read the template's closing tokens
         model.head.load_state_dict(load_file(path / "head.safetensors"))
         model.eval()
         return model.to(device) if device is not None else model
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """'0.2.0' -> (0, 2, 0); non-numeric parts end the tuple."""
+    out = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        out.append(int(part))
+    return tuple(out)

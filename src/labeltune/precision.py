@@ -1,4 +1,4 @@
-"""Which mixed precision a run computes in: one rule for training and inference."""
+"""Where and in which mixed precision a run computes: one rule for training and inference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_has_native_bf16", "resolve_mixed_precision", "autocast_for"]
+__all__ = ["cpu_has_native_bf16", "resolve_mixed_precision", "autocast_for", "resolve_device"]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -31,8 +31,16 @@ def resolve_mixed_precision(setting: str, device: str | None = None) -> str:
 
 
 def autocast_for(setting: str, device: torch.device):
-    """The autocast context of ``setting`` on ``device``; a no-op context for ``no``."""
+    """The autocast context of ``setting`` on ``device``; a no-op context for ``no``. An explicit
+    bf16/fp16 setting is honoured as given, also on a CPU without native bf16 (slower there)."""
     mode = resolve_mixed_precision(setting, device.type)
     if mode == "no":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
+
+
+def resolve_device(device: str | None) -> str:
+    """``auto``/None: the GPU when there is one, else the CPU; anything else as given (cuda:1, cpu)."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

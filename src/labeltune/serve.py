@@ -20,8 +20,9 @@ from .errors import ConfigError
 __all__ = ["create_app"]
 
 
-def create_app(run: "str | Path", max_texts: int = 256):
+def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = None):
     try:
+        import uvicorn  # noqa: F401  (checked here, before the slow model load; `labeltune serve` runs it)
         from fastapi import FastAPI, HTTPException
         from pydantic import BaseModel, Field
     except ImportError:
@@ -29,8 +30,11 @@ def create_app(run: "str | Path", max_texts: int = 256):
     from . import __version__
     from .inference import predict_texts
     from .modeling import LabelModel
+    from .precision import resolve_device
 
-    model = LabelModel.from_pretrained(run)
+    if max_texts < 1:
+        raise ConfigError(f"max_texts={max_texts}: a request must be allowed at least one text")
+    model = LabelModel.from_pretrained(run, device=resolve_device(device))
     paired = bool(model.config.data.text_pair_column)
     lock = threading.Lock()  # one forward at a time: FastAPI runs sync endpoints in a thread pool
 
@@ -48,6 +52,7 @@ def create_app(run: "str | Path", max_texts: int = 256):
 
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict:
+        # the same checks as inference.predict_texts, answered as 422s with the reason
         if paired and request.pairs is None:
             raise HTTPException(422, f"this run was trained on text pairs ({model.config.data.text_pair_column!r}); "
                                      "send 'pairs' with one entry per text")
