@@ -181,7 +181,7 @@ def export(run: Path = typer.Argument(..., help="run directory from `labeltune t
 
     check = export_run(run, output, dtype, overwrite)
     typer.echo(f"exported {run} -> {output} ({dtype}); checked on {check['probes']} probe texts: "
-               f"max |logit diff| {check['max_abs_logit_diff']:.2e}, same predictions: {check['same_argmax']}")
+               f"max |logit diff| {check['max_abs_logit_diff']:.2e}, same predictions: {check['same_predictions']}")
 
 
 @app.command()

@@ -4,7 +4,7 @@
                            directory: safetensors weights, config, tokenizer)
     OUT/config.json, labels.json, head.safetensors, tokenizer/, backbone.json ("merged": true)
 
-Every verb reads it like any run (`LabelModel.from_pretrained` sees backbone/ instead of adapter/),
+evaluate, predict and serve read it like any run (`LabelModel.from_pretrained` sees backbone/, not adapter/),
 with no PEFT adapter step and no access to the original base model (hub, GGUF cache) needed.
 The export is checked before it is published: the merged model must give the run's logits on a few
 probe texts (fp32: 1e-3; a bf16/fp16 export: the same decisions), else nothing is written. A
@@ -92,4 +92,4 @@ def _compare(reference: list[torch.Tensor], got: list[torch.Tensor], dtype: str,
         raise ConfigError(f"the merged model does not reproduce the run's logits (max |diff| {diff:.2e}, "
                           f"same predictions: {same}); nothing was written. Please report this with the run's "
                           "backbone.json")
-    return {"max_abs_logit_diff": diff, "same_argmax": same, "probes": len(reference)}
+    return {"max_abs_logit_diff": diff, "same_predictions": same, "probes": len(reference)}
