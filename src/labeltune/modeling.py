@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from packaging.version import Version
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -140,7 +141,7 @@ class LabelModel(nn.Module):
         ids, pos, example_ids = batch["input_ids"].to(dev), batch["position_ids"].to(dev), batch["example_ids"].to(dev)
         pooling = self.config.model.pooling
         if self.config.model.task == "sequence" and pooling in ("mean", "max") and (self.prefix_ids or self.suffix_ids):
-            example_ids = self._unpool_template(ids, pos, example_ids, closing=pooling == "max")
+            example_ids = self._unpool_template(ids, pos, example_ids, batch["num_examples"], closing=pooling == "max")
         P = self._shareable_prefix(ids, seg, packed)
         if P:
             hidden = self._hidden_after_shared_prefix(ids, seg, pos, P)
@@ -167,7 +168,7 @@ class LabelModel(nn.Module):
         prefix = torch.tensor(self.prefix_ids, device=ids.device)
         return P if bool((ids[:, :P] == prefix).all()) and bool((seg[:, P] > 0).all()) else 0
 
-    def _unpool_template(self, ids, pos, example_ids, closing: bool) -> torch.Tensor:
+    def _unpool_template(self, ids, pos, example_ids, num_examples: int, closing: bool) -> torch.Tensor:
         """(B, T) example_ids with template tokens set to -1, so pooling skips them: the prefix
         (position p < P holding prefix[p]) always; with ``closing``, also the suffix (an example's last
         S positions holding the suffix's tokens; one merged with the text by the tokenizer stays).
@@ -184,11 +185,10 @@ class LabelModel(nn.Module):
             out = out.masked_fill((pos < len(prefix)) & (ids == prefix[pos.clamp(max=len(prefix) - 1)]), -1)
         if closing and self.suffix_ids:
             suffix, S = torch.tensor(self.suffix_ids, device=ids.device), len(self.suffix_ids)
-            E = int(example_ids.max()) + 1
-            last = torch.full((E,), -1, device=ids.device).scatter_reduce(0, example_ids[real], pos[real], "amax")
+            last = torch.full((num_examples,), -1, device=ids.device).scatter_reduce(0, example_ids[real], pos[real], "amax")
             k = pos - (last[example_ids.clamp(min=0)] - S + 1)  # index into the suffix inside its window
             out = out.masked_fill(real & (k >= 0) & (ids == suffix[k.clamp(0, S - 1)]), -1)
-        kept = torch.bincount(out[out >= 0], minlength=int(example_ids.max()) + 1)
+        kept = torch.bincount(out[out >= 0], minlength=num_examples)
         return torch.where(real & (kept[example_ids.clamp(min=0)] == 0), example_ids, out)
 
     def _hidden_after_shared_prefix(self, ids, seg, pos, P: int) -> torch.Tensor:
@@ -310,18 +310,9 @@ class LabelModel(nn.Module):
             backbone = PeftModel.from_pretrained(backbone, path / "adapter")
         model = cls(backbone, load_tokenizer(str(path / "tokenizer")), config, labels, source)
         written_by = json.loads((path / "backbone.json").read_text()).get("versions", {}).get("labeltune", "0")
-        if config.model.pooling == "max" and _version(written_by) < (0, 2):
+        if config.model.pooling == "max" and Version(written_by) < Version("0.2"):
             model.suffix_ids = []  # trained when max pooling still read the template's closing tokens
         model.head.load_state_dict(load_file(path / "head.safetensors"))
         model.eval()
         return model.to(device) if device is not None else model
 
-
-def _version(text: str) -> tuple[int, ...]:
-    """'0.2.0' -> (0, 2, 0); non-numeric parts end the tuple."""
-    out = []
-    for part in text.split("."):
-        if not part.isdigit():
-            break
-        out.append(int(part))
-    return tuple(out)

@@ -35,7 +35,6 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
     if max_texts < 1:
         raise ConfigError(f"max_texts={max_texts}: a request must be allowed at least one text")
     model = LabelModel.from_pretrained(run, device=resolve_device(device))
-    paired = bool(model.config.data.text_pair_column)
     lock = threading.Lock()  # one forward at a time: FastAPI runs sync endpoints in a thread pool
 
     class PredictRequest(BaseModel):
@@ -52,18 +51,13 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
 
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict:
-        # the same checks as inference.predict_texts, answered as 422s with the reason
-        if paired and request.pairs is None:
-            raise HTTPException(422, f"this run was trained on text pairs ({model.config.data.text_pair_column!r}); "
-                                     "send 'pairs' with one entry per text")
-        if not paired and request.pairs is not None:
-            raise HTTPException(422, "this run was trained on single texts; drop 'pairs'")
-        if request.pairs is not None and len(request.pairs) != len(request.texts):
-            raise HTTPException(422, f"{len(request.texts)} texts but {len(request.pairs)} pairs; send one pair per text")
         empty = [i for i, t in enumerate(request.texts) if not t.strip()]
         if empty:
             raise HTTPException(422, f"texts {empty[:10]} are empty; send non-empty strings")
         with lock:
-            return {"predictions": predict_texts(model, request.texts, request.pairs)}
+            try:  # predict_texts checks the pairs against the run; its reason becomes the 422's
+                return {"predictions": predict_texts(model, request.texts, request.pairs)}
+            except ConfigError as e:
+                raise HTTPException(422, str(e)) from None
 
     return app
