@@ -22,7 +22,7 @@ class BenchDataset:
     data: dict = field(default_factory=dict)  # DataSettings fields
     verbalizers: dict = field(default_factory=dict)  # label -> word (sequence prompting)
     # the prompt's wording: question before or after the text, whichever scored better (calibrated)
-    # on 200 training examples (seed 7) with the embedded model — docs/RESULTS.md
+    # on 200 training examples (seed 7) with the embedded model — benchmarks/prompt_wording.py
     instruction: str = ""
     types: dict = field(default_factory=dict)  # entity type -> description (NER prompting)
 
