@@ -40,7 +40,7 @@ def main(mode: str) -> None:
     enc = [Encoded(s, random.Random(i).randrange(2)) for i, s in enumerate(model.tokenizer(texts[:2000])["input_ids"])]
     plan = plan_batches([len(e) for e in enc], "bucketed", 32, 4096, 128, random.Random(0))
     if mode == "compile":
-        for layer in model._base().layers:
+        for layer in model.base_model.layers:
             layer.compile(dynamic=True)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

@@ -45,7 +45,7 @@ def main():
     transformers.utils.logging.disable_progress_bar()
     from labeltune import RunConfig
     from labeltune.inference import evaluate_run
-    from labeltune.train import train
+    from labeltune.training import fit
 
     work = Path(tempfile.mkdtemp(prefix="conllq-"))
     train_file = subset(args.train_size, args.seed, work / "train.conll")
@@ -64,7 +64,7 @@ def main():
             overrides.setdefault(section, {})[field] = value if not value.replace(".", "").replace("e-", "").isdigit() else float(value)
         cfg = RunConfig.from_dict(overrides)
         t0 = time.perf_counter()
-        m = train(cfg, str(train_file), None, work / f"run-{unmask.replace(':', '')}", progress=False, echo=print)
+        m = fit(cfg, str(train_file), None, work / f"run-{unmask.replace(':', '')}", progress=False, echo=print).metrics
         wall = time.perf_counter() - t0
         ev = evaluate_run(work / f"run-{unmask.replace(':', '')}", str(dev_file))
         row = {"unmask": unmask, "f1": ev["f1"], "precision": ev["precision"], "recall": ev["recall"],

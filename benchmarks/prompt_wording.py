@@ -34,7 +34,7 @@ def main() -> None:
     from labeltune.backbone import resolve_model_dir
     from labeltune.baselines.prompting import CONTENT_FREE, label_scores
     from labeltune.bench.datasets import DATASETS, prepare
-    from labeltune.bench.runner import _label_names, _read
+    from labeltune.bench.runner import label_ids, label_names, read_split
 
     transformers.utils.logging.set_verbosity_error()
     src = resolve_model_dir("default")
@@ -45,9 +45,9 @@ def main() -> None:
     for name, (field, before_q, after_q) in QUESTIONS.items():
         ds = DATASETS[name]
         train, _ = prepare(ds, SHARED, 200, 7, Path("bench_out/prompt_wording"))
-        examples = _read(ds, train)
-        names = _label_names(examples)
-        gold = torch.tensor([names.index(str(e.label)) for e in examples])
+        examples = read_split(ds, train)
+        names = label_names(examples)
+        gold = torch.tensor(label_ids(examples, names))
         for where, instruction in (("before", f"{before_q}\n{field}: {{text}}"), ("after", f"{field}: {{text}}\n{after_q}")):
             for case in ("lower", "Capitalised"):
                 words = [ds.verbalizers[n] if case == "lower" else ds.verbalizers[n].capitalize() for n in names]

@@ -37,7 +37,7 @@ def main() -> None:
     from labeltune import RunConfig
     from labeltune.backbone import resolve_model_dir
     from labeltune.inference import evaluate_run
-    from labeltune.train import train
+    from labeltune.training import fit
 
     work = Path(tempfile.mkdtemp(prefix="sst2q-"))
     train_file, dev_file = sst2_subset(args.train_size, args.seed, work)
@@ -62,7 +62,7 @@ def main() -> None:
             overrides.setdefault(section, {})[field] = value if current is None else type(current)(value)
         cfg = cfg.with_overrides(overrides)
         t0 = time.perf_counter()
-        m = train(cfg, str(train_file), None, work / f"run{seed}", progress=False, echo=print)
+        m = fit(cfg, str(train_file), None, work / f"run{seed}", progress=False, echo=print).metrics
         wall = time.perf_counter() - t0
         t1 = time.perf_counter()
         ev = evaluate_run(work / f"run{seed}", str(dev_file))

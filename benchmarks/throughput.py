@@ -131,8 +131,8 @@ def labeltune_train(src, seqs, labels, args, dtype):
                   "eval_batch_tokens": args.infer_tokens, "mixed_precision": "bf16" if args.bf16 else "no"}})
     model = LabelModel.from_config(cfg, LabelMap(["0", "1"]), dtype=dtype).to(args.device)
     if args.checkpointing:
-        model._base().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model._base().enable_input_require_grads()
+        model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.base_model.enable_input_require_grads()
     enc = [Encoded(s, y) for s, y in zip(seqs, labels)]
     plan = plan_batches([len(e) for e in enc], args.batching, args.batch_size, args.max_tokens, args.row_tokens,
                         random.Random(0))

@@ -122,7 +122,7 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
 
 
 def test_truncation_is_counted(tiny_llama):
-    from labeltune.data import encode_texts
+    from labeltune.template import encode_texts
     from labeltune.backbone import load_tokenizer
 
     tok = load_tokenizer(str(tiny_llama))
@@ -132,7 +132,7 @@ def test_truncation_is_counted(tiny_llama):
 
 def test_template_wraps_the_text_and_truncation_cuts_only_the_text(tiny_llama):
     from labeltune.backbone import load_tokenizer
-    from labeltune.data import encode_texts
+    from labeltune.template import encode_texts
 
     tok = load_tokenizer(str(tiny_llama))
     template = "the film {text} was great"
@@ -146,7 +146,7 @@ def test_template_wraps_the_text_and_truncation_cuts_only_the_text(tiny_llama):
 def test_auto_template_is_the_chat_template_around_the_text():
     from helpers import make_tokenizer
 
-    from labeltune.data import resolve_template
+    from labeltune.template import resolve_template
 
     tok = make_tokenizer()
     assert resolve_template("auto", tok, "sequence", False) is None  # no chat template: the text as is

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def sst2_run(tmp_path_factory):
     from labeltune import RunConfig
-    from labeltune.train import train
+    from labeltune.training import fit
 
     src = shared_data("sst2", "train.tsv")
     lines = src.read_text().splitlines()
@@ -22,7 +22,7 @@ def sst2_run(tmp_path_factory):
     (root / "dev.tsv").write_text("\n".join([lines[0]] + body[64:96]) + "\n")
     cfg = RunConfig.from_dict({"data": {"text_column": "sentence", "max_length": 64},
                                "train": {"epochs": 1, "batch_size": 16}})
-    metrics = train(cfg, str(root / "train.tsv"), str(root / "dev.tsv"), root / "run", progress=False, echo=print)
+    metrics = fit(cfg, str(root / "train.tsv"), str(root / "dev.tsv"), root / "run", progress=False, echo=print).metrics
     return root / "run", metrics
 
 
@@ -67,7 +67,7 @@ def test_auto_template_is_the_models_chat_template_and_sharing_its_prefix_is_exa
         rendered = model.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                                        tokenize=False)
         assert enc.input_ids == model.tokenizer(rendered)["input_ids"]
-    assert len(model.prefix_ids) > 10  # the system turn and "<|im_start|>user\n" run once per batch
+    assert len(model.template.prefix_ids) > 10  # the system turn and "<|im_start|>user\n" run once per batch
     model.config.train.mixed_precision = "no"  # fp32: the two paths must agree to rounding
     shared = torch.stack(model.logits(encoded))
     model._shareable_prefix = lambda *a: 0  # the plain path: the prefix inside every row

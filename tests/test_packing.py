@@ -5,7 +5,8 @@ import pytest
 import torch
 from helpers import tiny_label_model
 
-from labeltune.data import Encoded, collate, plan_batches
+from labeltune.data import Encoded
+from labeltune.data.batching import collate, plan_batches
 
 SEQS = [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16], [17], [18, 19, 20]]
 
@@ -63,7 +64,8 @@ def test_packed_equals_unpacked_with_a_template(tmp_path, pooling):
     from helpers import make_tiny_dir
 
     from labeltune import LabelModel, RunConfig
-    from labeltune.data import LabelMap, encode_texts
+    from labeltune.data import LabelMap
+    from labeltune.template import encode_texts
 
     cfg = RunConfig.from_dict({"model": {"name": str(make_tiny_dir(tmp_path, "llama")), "pooling": pooling,
                                          "head_dropout": 0.0},

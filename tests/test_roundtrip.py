@@ -47,7 +47,9 @@ def test_predict_single_string_and_list_shapes(tiny_llama):
     model = tiny_label_model(tiny_llama)
     one = model.predict("the movie was great")
     many = model.predict(TEXTS)
-    assert isinstance(one, dict) and set(one) == {"label", "score", "scores"}
+    # the rows of `labeltune predict` and the server: the text, then label / score / scores
+    assert isinstance(one, dict) and set(one) == {"text", "label", "score", "scores"}
+    assert one["text"] == "the movie was great" and one["label"] == max(one["scores"], key=one["scores"].get)
     assert isinstance(many, list) and len(many) == len(TEXTS)
     assert one == many[0]
 

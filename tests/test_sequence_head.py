@@ -63,7 +63,9 @@ def test_shared_template_prefix_equals_inline_prefix(tmp_path, family, pooling, 
     """A template's prefix is run once per batch and reused from the cache: same logits and same
     gradients as running it inside every row, where pooling skips it too."""
     from labeltune import LabelModel, RunConfig
-    from labeltune.data import LabelMap, collate, encode_texts
+    from labeltune.data import LabelMap
+    from labeltune.data.batching import collate
+    from labeltune.template import encode_texts
 
     path = make_tiny_dir(tmp_path, family)
     cfg = RunConfig.from_dict({"model": {"name": str(path), "pooling": pooling},
@@ -75,15 +77,21 @@ def test_shared_template_prefix_equals_inline_prefix(tmp_path, family, pooling, 
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(std=0.05)
-    assert model.prefix_ids == model.tokenizer("the film was")["input_ids"]
+    assert model.template.prefix_ids == model.tokenizer("the film was")["input_ids"]
     from labeltune.data import Encoded
 
     ids, _ = encode_texts(model.tokenizer, TEXTS, None, 64, template=cfg.data.template)
     batch = collate([[i] for i in range(len(ids))], [Encoded(x, i % 2) for i, x in enumerate(ids)],
                     model.tokenizer.pad_token_id, "single_label")
     calls = []
-    shared_fn = model._hidden_after_shared_prefix
-    monkeypatch.setattr(model, "_hidden_after_shared_prefix", lambda *a: calls.append(1) or shared_fn(*a))
+    import labeltune.modeling
+
+    class CountingSharedPrefix(labeltune.modeling.SharedPrefix):
+        def run(self, *a, **k):
+            calls.append(1)
+            return super().run(*a, **k)
+
+    monkeypatch.setattr(labeltune.modeling, "SharedPrefix", CountingSharedPrefix)
 
     def run():
         model.zero_grad()
@@ -126,14 +134,14 @@ def test_mean_and_max_skip_the_template_prefix_and_max_its_closing(tmp_path, poo
     torch.manual_seed(0)
     model = LabelModel.from_config(cfg, LabelMap(["neg", "pos"])).eval()
     tok = model.tokenizer
-    assert model.suffix_ids == tok(" fun", add_special_tokens=False)["input_ids"]
+    assert model.template.suffix_ids == tok(" fun", add_special_tokens=False)["input_ids"]
     texts = ["great", "the plot was boring and the actors were awful"]
     got = torch.stack(model.logits(model.encode(texts)[0]))
-    P, S = len(model.prefix_ids), len(model.suffix_ids)
+    P, S = len(model.template.prefix_ids), len(model.template.suffix_ids)
     with torch.no_grad():
         for text, row in zip(texts, got):
             ids = tok(cfg.data.template.format(text=text))["input_ids"]
-            assert ids[:P] == model.prefix_ids and ids[-S:] == model.suffix_ids
+            assert ids[:P] == model.template.prefix_ids and ids[-S:] == model.template.suffix_ids
             hidden = model.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
             pooled = hidden[P:].mean(0) if pooling == "mean" else hidden[P:len(ids) - S].max(0).values
             torch.testing.assert_close(row, model.head.score(pooled), atol=1e-5, rtol=0)

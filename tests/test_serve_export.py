@@ -164,21 +164,27 @@ def test_runs_from_before_0_2_keep_their_max_pooling(tmp_path, tiny_llama):
     cfg = RunConfig.from_dict({"model": {"name": str(tiny_llama), "pooling": "max"},
                                "data": {"template": "the film was {text} fun"}})
     model = LabelModel.from_config(cfg, LabelMap(["a", "b"]))
-    assert model.suffix_ids
+    assert model.template.suffix_ids
     model.save_pretrained(tmp_path / "run")
-    assert LabelModel.from_pretrained(tmp_path / "run").suffix_ids == model.suffix_ids
+    current = LabelModel.from_pretrained(tmp_path / "run")
+    assert current.template.suffix_ids == model.template.suffix_ids and not current.max_pools_closing
     info = json.loads((tmp_path / "run" / "backbone.json").read_text())
     info["versions"]["labeltune"] = "0.1.0"
     (tmp_path / "run" / "backbone.json").write_text(json.dumps(info))
-    assert LabelModel.from_pretrained(tmp_path / "run").suffix_ids == []
+    legacy = LabelModel.from_pretrained(tmp_path / "run")
+    assert legacy.max_pools_closing
+    # the closing tokens enter the max again: with the same weights, other logits than today's
+    enc, _ = current.encode(["great fun", "awful"])
+    assert not torch.equal(torch.stack(legacy.logits(enc)), torch.stack(current.logits(enc)))
 
 
 def test_template_suffix_ends_with_eos_when_appended(tiny_llama):
     from labeltune import RunConfig
-    from labeltune.data import LabelMap, encode_texts
+    from labeltune.data import LabelMap
+    from labeltune.template import encode_texts
 
     cfg = RunConfig.from_dict({"model": {"name": str(tiny_llama), "pooling": "max"},
                                "data": {"template": "the film was {text} fun", "append_eos": True}})
     model = LabelModel.from_config(cfg, LabelMap(["a", "b"]))
     ids, _ = encode_texts(model.tokenizer, ["great"], None, 64, True, cfg.data.template)
-    assert ids[0][-len(model.suffix_ids):] == model.suffix_ids and model.suffix_ids[-1] == model.tokenizer.eos_token_id
+    assert ids[0][-len(model.template.suffix_ids):] == model.template.suffix_ids and model.template.suffix_ids[-1] == model.tokenizer.eos_token_id

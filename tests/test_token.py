@@ -14,8 +14,9 @@ from transformers import AutoModelForTokenClassification
 
 from labeltune import DataError, LabelModel, RunConfig
 from labeltune.config import DataSettings
-from labeltune.data.conll import (build_tag_map, encode_token_examples, entity_spans, normalise_tags,
-                                  read_token_examples, token_metrics)
+from labeltune.data.conll import normalise_tags, read_token_examples
+from labeltune.metrics import token_metrics
+from labeltune.tasks.token import build_tag_map, encode_token_examples, entity_spans
 
 CONLL = ("\ufeff-DOCSTART- -X- -X- O\n\n"
          "John NNP B-NP B-PER\nSmith NNP I-NP I-PER\nlives VBZ B-VP O\nin IN B-PP O\nParis NNP B-NP B-LOC\n\n"
@@ -74,7 +75,7 @@ def test_subword_alignment(alignment, train_units, eval_units):
             table = {"Johnson": [7, 8], " lives": [9]}
             return {"input_ids": [table[w] for w in x]}
 
-    from labeltune.data.conll import TokenExample
+    from labeltune.data import TokenExample
 
     ex = [TokenExample(["Johnson", "lives"], ["B-PER", "O"], "line 1")]
     labels = build_tag_map(ex, alignment)
@@ -97,7 +98,7 @@ def test_causal_token_head_equals_llama_for_token_classification(tmp_path):
                 p.zero_()
         ours.head.score.weight.copy_(ref.score.weight)
         ours.head.score.bias.copy_(ref.score.bias)
-    from labeltune.data.conll import TokenExample
+    from labeltune.data import TokenExample
 
     words = [["john", "smith", "lives", "in", "paris"], ["acme", "corp"]]
     ex = [TokenExample(w, None, "x") for w in words]
@@ -143,7 +144,7 @@ def test_token_round_trip_keeps_settings_and_logits(tmp_path, tiny_llama):
     assert (loaded.config.model.task, loaded.config.model.unmask, loaded.config.model.label_alignment) == \
         ("token", "from:1", "mean")
     assert loaded.bidirectional == {1}
-    from labeltune.data.conll import TokenExample
+    from labeltune.data import TokenExample
 
     ex = [TokenExample(["john", "smith", "lives"], None, "x"), TokenExample(["paris"], None, "y")]
     enc, _ = encode_token_examples(model.tokenizer, ex, None, model.config)

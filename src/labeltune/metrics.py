@@ -1,4 +1,5 @@
-"""Metrics from the reference libraries: scikit-learn for classification, seqeval for entities."""
+"""Metrics from the reference libraries: scikit-learn for classification, seqeval for entities.
+All of labeltune's metrics live here; each task says which it reports."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["sequence_metrics", "multilabel_metrics", "regression_metrics", "primary_metric"]
+__all__ = ["sequence_metrics", "multilabel_metrics", "regression_metrics", "token_metrics"]
 
 
 def sequence_metrics(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str]) -> dict:
@@ -52,7 +53,20 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
     return out
 
 
-def primary_metric(problem: str) -> tuple[str, bool]:
-    """(metric name, higher is better) used to pick the best epoch."""
-    return {"single_label": ("accuracy", True), "multi_label": ("micro_f1", True),
-            "regression": ("mse", False), "token": ("f1", True)}[problem]
+def token_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """Entity P/R/F1 (seqeval: default and strict IOB2 modes), per type, token accuracy."""
+    from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    report = classification_report(gold, pred, output_dict=True, zero_division=0)
+    per_type = {k: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]),
+                    "support": int(v["support"])} for k, v in report.items() if not k.endswith(" avg")}
+    return {
+        "f1": float(f1_score(gold, pred)), "precision": float(precision_score(gold, pred)),
+        "recall": float(recall_score(gold, pred)),
+        "strict_f1": float(f1_score(gold, pred, mode="strict", scheme=IOB2)),
+        "strict_precision": float(precision_score(gold, pred, mode="strict", scheme=IOB2)),
+        "strict_recall": float(recall_score(gold, pred, mode="strict", scheme=IOB2)),
+        "token_accuracy": float(accuracy_score(gold, pred)),
+        "per_type": per_type, "n": len(gold),
+    }

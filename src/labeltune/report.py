@@ -1,14 +1,46 @@
-"""Learning curves and confusion matrices as PNG files (matplotlib, imported lazily, Agg backend)."""
+"""The training record of a run (metrics.json, train_log.jsonl, tensorboard/, plots/) and its figures:
+learning curves, confusion matrices, per-entity F1 as PNG files (matplotlib, imported lazily, Agg)."""
 
 from __future__ import annotations
+
+import json
 
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["plot_learning_curves", "plot_confusion_matrix", "plot_entity_f1"]
+__all__ = ["write_training_record", "plot_learning_curves", "plot_confusion_matrix", "plot_entity_f1", "pyplot"]
 
 
-def _plt():
+def write_training_record(folder: Path, model) -> None:
+    """metrics.json, train_log.jsonl, tensorboard/ and plots/ of a trained ``model`` into ``folder``."""
+    from .atomic import write_json_atomic, write_text_atomic
+
+    write_json_atomic(folder / "metrics.json", model.metrics)
+    write_text_atomic(folder / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in model.train_log))
+    _tensorboard(folder / "tensorboard", model.train_log)
+    plots = folder / "plots"
+    plots.mkdir(exist_ok=True)
+    metric_name, _ = model.task.primary_metric(model.labels)
+    if model.train_log:
+        plot_learning_curves(model.train_log, plots / "learning_curves.png", metric_name)
+    model.task.plots(plots, model.metrics, model.labels)
+
+
+def _tensorboard(folder: Path, train_log) -> None:
+    """Mirror the JSONL log into TensorBoard event files when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    with SummaryWriter(str(folder)) as writer:
+        for r in train_log:
+            for k, v in r.items():
+                if k not in ("event", "step", "epoch") and isinstance(v, (int, float)):
+                    writer.add_scalar(f"{r['event']}/{k}", v, r["step"])
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,7 +51,7 @@ def _plt():
 
 def plot_learning_curves(log: Sequence[dict], path: Path, metric: str) -> None:
     """Training loss per logged step and the eval metric per epoch, on a shared step axis."""
-    plt = _plt()
+    plt = pyplot()
     steps = [r["step"] for r in log if "loss" in r]
     losses = [r["loss"] for r in log if "loss" in r]
     evals = [r for r in log if r.get("event") == "eval"]
@@ -41,7 +73,7 @@ def plot_learning_curves(log: Sequence[dict], path: Path, metric: str) -> None:
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str], path: Path, title: str = "") -> None:
-    plt = _plt()
+    plt = pyplot()
     n = len(names)
     size = min(2 + 0.5 * n, 14)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -63,7 +95,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str],
 
 def plot_entity_f1(per_type: dict, path: Path) -> None:
     """Bar chart of entity-level precision / recall / F1 per type."""
-    plt = _plt()
+    plt = pyplot()
     types = list(per_type)
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(types)), 4))
     width = 0.27

@@ -1,29 +1,38 @@
-"""The run directory: written atomically (temp dir, then rename) so no verb ever sees half a run.
+"""The run directory: the one contract between train, evaluate, predict, serve, export and bench.
 
-    RUN/config.json        resolved RunConfig
+    RUN/config.json        resolved RunConfig (template, head dropout … as used)
     RUN/labels.json        label names in id order, problem type
     RUN/adapter/           PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
-    RUN/backbone/          instead of adapter/ in an exported run: backbone with LoRA merged in
+    RUN/backbone/          instead of adapter/ in an exported run: the backbone with LoRA merged in
     RUN/head.safetensors   label head
     RUN/tokenizer/         tokenizer files
-    RUN/backbone.json      backbone reference (name, resolved source, family, versions)
-    RUN/metrics.json       last evaluation (+ "history": one entry per epoch)
+    RUN/backbone.json      backbone reference (name, resolved source, family, versions; "merged" when exported)
+    RUN/metrics.json       last evaluation (+ "history": one entry per epoch); the one file evaluate rewrites
     RUN/train_log.jsonl    one JSON object per logged step / evaluation
+    RUN/tensorboard/       the same log as TensorBoard events (when tensorboard is installed)
     RUN/plots/*.png        learning curves, confusion matrix (or per-entity F1)
+
+A run is written into a temporary folder and renamed into place (``atomic_run_dir``), so no verb ever
+sees half a run. Runs written by older versions are read through ``read_run``'s migrations.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
+from .atomic import atomic_directory, write_json_atomic
 from .errors import ConfigError
 
-__all__ = ["atomic_run_dir", "check_output", "write_json_atomic"]
+__all__ = ["REQUIRED", "EVALUATE_WRITES", "TRAINING_KEYS", "check_output", "atomic_run_dir", "is_merged",
+           "check_complete", "read_run", "write_backbone_info", "RunFiles"]
+
+REQUIRED = ("config.json", "labels.json", "head.safetensors", "tokenizer", "backbone.json")
+ADAPTER, MERGED = "adapter", "backbone"
+EVALUATE_WRITES = "metrics.json"  # evaluate replaces it, keeping TRAINING_KEYS from training
+TRAINING_KEYS = ("history", "best_epoch", "train_time_s", "train_real_tokens_per_s", "train_examples", "recipe")
 
 
 def check_output(output: str | Path, overwrite: bool = False) -> None:
@@ -35,28 +44,75 @@ def check_output(output: str | Path, overwrite: bool = False) -> None:
 
 
 @contextmanager
-def atomic_run_dir(output: str | Path, overwrite: bool = False):
-    """Yield a temp dir beside ``output``; on success it replaces ``output`` in one rename."""
-    output = Path(output)
+def atomic_run_dir(output: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``output``; on success it replaces ``output`` in one rename."""
     check_output(output, overwrite)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-    try:
+    with atomic_directory(output, replace=True) as tmp:
         yield tmp
-        if output.exists():
-            old = output.with_name(f".{output.name}.old-{os.getpid()}")
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json_atomic(path: str | Path, data) -> None:
+def is_merged(path: str | Path) -> bool:
+    """An exported run: backbone/ (LoRA merged in) instead of adapter/."""
+    return (Path(path) / MERGED).is_dir()
+
+
+def check_complete(path: str | Path) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    needed = (*REQUIRED, MERGED if is_merged(path) else ADAPTER)
+    missing = [f for f in needed if not (path / f).exists()]
+    if missing:
+        raise ConfigError(f"{path} is not a complete labeltune run (missing {', '.join(missing)}); "
+                          "give the --output directory of a finished `labeltune train`")
+
+
+class RunFiles:
+    """What ``read_run`` found: settings, labels, backbone reference and where the weights are."""
+
+    def __init__(self, path: Path, config, labels, info: dict[str, Any]):
+        self.path, self.config, self.labels, self.info = path, config, labels, info
+        self.merged = is_merged(path)
+        self.backbone = str(path / MERGED) if self.merged else config.model.name
+        self.adapter = None if self.merged else path / ADAPTER
+        self.tokenizer = path / "tokenizer"
+        self.head = path / "head.safetensors"
+        self.max_pools_closing = False
+
+    @property
+    def written_by(self) -> str:
+        return self.info.get("versions", {}).get("labeltune", "0")
+
+
+def read_run(path: str | Path) -> RunFiles:
+    """Check and read a run directory, applying the migrations of runs from older versions:
+    - no ``data.template`` (before templates existed): the texts were fed raw, ``none``;
+    - written before 0.2 with max pooling: the template's closing tokens were pooled
+      (``RunFiles.max_pools_closing``)."""
+    from packaging.version import Version
+
+    from .config import RunConfig
+    from .data.labels import LabelMap
+
+    path = Path(path)
+    check_complete(path)
+    raw = json.loads((path / "config.json").read_text())
+    config = RunConfig.from_dict(raw)
+    if "template" not in raw.get("data", {}):
+        config = config.with_overrides({"data": {"template": "none"}})
+    info = json.loads((path / "backbone.json").read_text())
+    files = RunFiles(path, config, LabelMap.load(path / "labels.json"), info)
+    files.max_pools_closing = config.model.pooling == "max" and Version(files.written_by) < Version("0.2")
+    return files
+
+
+def write_backbone_info(path: Path, name: str, source: str, base_config, **extra) -> None:
+    import peft
+    import torch
+    import transformers
+
+    from . import __version__
+
+    write_json_atomic(path / "backbone.json", {
+        "name": name, "source": source, "model_type": base_config.model_type,
+        "num_hidden_layers": base_config.num_hidden_layers, "hidden_size": base_config.hidden_size,
+        "versions": {"labeltune": __version__, "transformers": transformers.__version__, "peft": peft.__version__,
+                     "torch": torch.__version__}, **extra})

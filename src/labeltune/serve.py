@@ -28,7 +28,6 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
     except ImportError:
         raise ConfigError("serving needs FastAPI and uvicorn: pip install 'labeltune[serve]'") from None
     from . import __version__
-    from .inference import predict_texts
     from .modeling import LabelModel
     from .precision import resolve_device
 
@@ -55,8 +54,8 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
         if empty:
             raise HTTPException(422, f"texts {empty[:10]} are empty; send non-empty strings")
         with lock:
-            try:  # predict_texts checks the pairs against the run; its reason becomes the 422's
-                return {"predictions": predict_texts(model, request.texts, request.pairs)}
+            try:  # the task checks the pairs against the run; its reason becomes the 422's
+                return {"predictions": model.predict(request.texts, request.pairs)}
             except ConfigError as e:
                 raise HTTPException(422, str(e)) from None
 

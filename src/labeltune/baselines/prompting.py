@@ -12,13 +12,12 @@ NER: the model is asked to list the entities one a line as ``TYPE: text``; lines
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Sequence
 
 import torch
 
-from ..backbone import cache_kwarg, output_cache
+from ..prefix_cache import SharedPrefix
 
 __all__ = ["label_scores", "label_likelihood_predict", "ner_prompt_predict"]
 
@@ -47,9 +46,8 @@ def label_scores(lm, tok, texts: Sequence[str], verbalizers: Sequence[str], inst
     label), on the cache of (1) repeated per such label. The text is never re-run per label.
     """
     before, after = _split_template(tok, instruction, demos)
-    prefix = torch.tensor([tok(before, add_special_tokens=False)["input_ids"]])
-    P = prefix.shape[1]
-    cache = output_cache(lm(input_ids=prefix, use_cache=True))
+    shared = SharedPrefix(lm, torch.tensor([tok(before, add_special_tokens=False)["input_ids"]]))
+    P = shared.length
     labels = [tok(v, add_special_tokens=False)["input_ids"] for v in verbalizers]
     multi = [i for i, lab in enumerate(labels) if len(lab) > 1]  # labels that need pass (2)
     Lm, M = len(multi), max(len(labels[i]) for i in multi) - 1 if multi else 0  # M: tokens after the first
@@ -60,30 +58,29 @@ def label_scores(lm, tok, texts: Sequence[str], verbalizers: Sequence[str], inst
         queries = [tok(t + after, add_special_tokens=False)["input_ids"] for t in texts[s : s + batch_size]]
         B, W = len(queries), max(map(len, queries))
         ids = torch.full((B, W), pad)
-        mask = torch.zeros((B, P + W), dtype=torch.long)
-        mask[:, :P] = 1
+        mask = torch.zeros((B, W), dtype=torch.long)
         pos = torch.zeros((B, W), dtype=torch.long)
         for r, q in enumerate(queries):  # left-pad: real tokens end at column W-1, positions P..P+len-1
             ids[r, W - len(q):] = torch.tensor(q)
-            mask[r, P + W - len(q):] = 1
+            mask[r, W - len(q):] = 1
             pos[r, W - len(q):] = P + torch.arange(len(q))
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(B)
-        logits = lm(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **cache_kwarg(lm, past)).logits
+        past = shared.repeated(B)
+        logits = shared.run(ids, mask, pos, cache=past).logits
+        mask = torch.cat([torch.ones((B, P), dtype=torch.long), mask], 1)  # (B, P + W): what the cache holds
         scores = torch.log_softmax(logits[:, -1].float(), -1)[:, first]  # (B, L): every label's first token
         if multi:  # rows (text, multi-token label): label tokens 0..M-1 predict tokens 1..M
             # only multi-token labels get rows: the cache (prefix + text) is copied once per row, and with
             # a k-shot prefix of ~1,000 tokens that copy, not the label tokens, is the cost
             past.batch_repeat_interleave(Lm)
             ids2 = torch.full((B * Lm, M), pad)
-            mask2 = torch.cat([mask.repeat_interleave(Lm, 0), torch.zeros((B * Lm, M), dtype=torch.long)], 1)
+            mask2 = torch.zeros((B * Lm, M), dtype=torch.long)
             for r in range(B * Lm):
                 lab = labels[multi[r % Lm]][:-1]
                 ids2[r, : len(lab)] = torch.tensor(lab, dtype=torch.long)
-                mask2[r, P + W : P + W + len(lab)] = 1
+                mask2[r, : len(lab)] = 1
             pos2 = (P + torch.tensor([len(q) for q in queries]).repeat_interleave(Lm))[:, None] + torch.arange(M)
-            logp2 = torch.log_softmax(lm(input_ids=ids2, attention_mask=mask2, position_ids=pos2, use_cache=True,
-                                         **cache_kwarg(lm, past)).logits.float(), -1)
+            logp2 = torch.log_softmax(shared.run(ids2, mask2, pos2, cache=past,
+                                                 cached_mask=mask.repeat_interleave(Lm, 0)).logits.float(), -1)
             for r in range(B * Lm):
                 j = multi[r % Lm]
                 scores[r // Lm, j] += sum(logp2[r, k, t] for k, t in enumerate(labels[j][1:]))
@@ -148,7 +145,7 @@ def parse_entities(answer: str, tokens: Sequence[str], types: Sequence[str]) -> 
 
 def entity_answer(tokens: Sequence[str], tags: Sequence[str]) -> str:
     """The answer a perfect model would give for a demonstration."""
-    from ..data.conll import entity_spans
+    from ..tasks.token import entity_spans
 
     lines = [f"{kind}: {' '.join(tokens[a : b + 1])}" for kind, a, b in entity_spans(tags)]
     return "\n".join(lines) or "none"
@@ -169,7 +166,7 @@ def ner_prompt_predict(lm, tok, sentences: Sequence[Sequence[str]], types: Seque
     before, after = _split_template(tok, instruction, demo_pairs)
     prefix = tok(before, add_special_tokens=False)["input_ids"]
     P = len(prefix)
-    cache = output_cache(lm(input_ids=torch.tensor([prefix]), use_cache=True))
+    shared = SharedPrefix(lm, torch.tensor([prefix]))
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out_tags, rejected = [], 0
     for s in range(0, len(sentences), batch_size):
@@ -183,10 +180,8 @@ def ner_prompt_predict(lm, tok, sentences: Sequence[Sequence[str]], types: Seque
         for r, q in enumerate(queries):  # left-pad the query part, right after the shared prefix
             ids[r, P + W - len(q):] = torch.tensor(q)
             mask[r, P + W - len(q):] = 1
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(len(chunk))
-        gen = lm.generate(input_ids=ids, attention_mask=mask, past_key_values=past, max_new_tokens=max_new_tokens,
-                          do_sample=False, pad_token_id=pad)
+        gen = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                          pad_token_id=pad, **shared.generate_kwargs(len(chunk)))
         for toks, row in zip(chunk, gen[:, P + W:]):
             tags, bad = parse_entities(tok.decode(row, skip_special_tokens=True), toks, types)
             out_tags.append(tags)

@@ -53,9 +53,13 @@ DATASETS = {
 }
 
 
+EVAL_SEED = 0  # the evaluation subset is one draw, whatever the training seed: every cell scores the same examples
+
+
 def prepare(ds: BenchDataset, root: Path, train_size: int | None, seed: int, work: Path,
             eval_size: int | None = None) -> tuple[Path, Path]:
-    """Seeded training subset (and optional eval subset) written under ``work``; returns (train, eval) paths."""
+    """Seeded training subset and the evaluation split (all of it, or a subset of ``eval_size`` drawn
+    with EVAL_SEED, the same for every seed and method) written under ``work``; returns (train, eval) paths."""
     src_train, src_eval = root / ds.train, root / ds.eval
     for p in (src_train, src_eval):
         if not p.exists():
@@ -63,7 +67,7 @@ def prepare(ds: BenchDataset, root: Path, train_size: int | None, seed: int, wor
     work.mkdir(parents=True, exist_ok=True)
     # both splits are rewritten as UTF-8 (TREC ships Latin-1 bytes, which the readers rightly reject)
     return (_subset(ds, src_train, train_size, seed, work / f"{ds.name}-train-{seed}"),
-            _subset(ds, src_eval, eval_size, seed, work / f"{ds.name}-eval"))
+            _subset(ds, src_eval, eval_size, EVAL_SEED, work / f"{ds.name}-eval-{eval_size or 'all'}"))
 
 
 def _read_text(path: Path) -> str:
@@ -74,13 +78,21 @@ def _read_text(path: Path) -> str:
 
 
 def _subset(ds: BenchDataset, src: Path, n: int | None, seed: int, out_stem: Path) -> Path:
-    if ds.task == "token":
-        text = _read_text(src)
-        blocks = [b for b in text.split("\n\n") if b.strip() and not b.strip().startswith("-DOCSTART-")]
-        random.Random(seed).shuffle(blocks)
-        out = out_stem.with_suffix(".conll")
-        out.write_text("\n\n".join(blocks[:n] if n else blocks) + "\n")
-        return out
+    return {"token": _subset_sentences, "sequence": _subset_rows}[ds.task](ds, src, n, seed, out_stem)
+
+
+def _subset_sentences(ds: BenchDataset, src: Path, n: int | None, seed: int, out_stem: Path) -> Path:
+    """CoNLL: sentences (blank-line separated blocks) in a seeded order, the first ``n``."""
+    text = _read_text(src)
+    blocks = [b for b in text.split("\n\n") if b.strip() and not b.strip().startswith("-DOCSTART-")]
+    random.Random(seed).shuffle(blocks)
+    out = out_stem.with_suffix(".conll")
+    out.write_text("\n\n".join(blocks[:n] if n else blocks) + "\n")
+    return out
+
+
+def _subset_rows(ds: BenchDataset, src: Path, n: int | None, seed: int, out_stem: Path) -> Path:
+    """LABEL-text lines or CSV/TSV rows in a seeded order, the first ``n``."""
     settings = DataSettings(**ds.data)
     if settings.format == "label-text":
         lines = [l for l in _read_text(src).splitlines() if l.strip()]

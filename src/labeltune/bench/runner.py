@@ -14,12 +14,14 @@ from typing import Any
 
 import yaml
 
+from ..atomic import write_json_atomic, write_text_atomic
 from ..config import RunConfig
+from ..data.labels import LabelMap
 from ..errors import ConfigError
-from ..rundir import write_json_atomic
+from ..tasks import get_task
 from .datasets import DATASETS, prepare
 
-__all__ = ["list_suites", "load_suite", "run_suite"]
+__all__ = ["list_suites", "load_suite", "run_suite", "read_split", "label_names", "label_ids"]
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 
@@ -45,13 +47,9 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
     return suite
 
 
-def _primary(task: str) -> list[str]:
-    return ["accuracy", "macro_f1"] if task == "sequence" else ["f1"]
-
-
 def _ls(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
     from ..inference import evaluate_run
-    from ..train import train
+    from ..training import fit
 
     settings: dict[str, dict] = {"model": {"name": model, "task": ds.task}, "data": dict(ds.data),
                                  "train": {**suite.get("train", {}), "seed": seed}}
@@ -61,50 +59,59 @@ def _ls(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
     for section in ("lora", "train"):
         settings.setdefault(section, {}).update(method.get(section, {}))
     run = work / f"run-{ds.name}-{method['name'].replace(' ', '_').replace(':', '')}-{seed}"
-    train(RunConfig.from_dict(settings), str(train_file), None, run, overwrite=True, progress=False, echo=lambda s: None)
+    fit(RunConfig.from_dict(settings), str(train_file), None, run, overwrite=True, progress=False, echo=lambda s: None)
     return evaluate_run(run, str(eval_file))
 
 
-def _read(ds, path):
-    from ..tasks import read_examples
-
+def read_split(ds, path) -> list:
+    """The examples of one prepared split of ``ds``, read as its task reads them."""
     cfg = RunConfig.from_dict({"model": {"task": ds.task}, "data": dict(ds.data)})
-    return read_examples(path, cfg)
+    return get_task(ds.task).read(path, cfg)
 
 
-def _label_names(train_ex) -> list[str]:
-    from ..data.labels import LabelMap
-
+def label_names(train_ex) -> list[str]:
+    """The label names of sequence examples, normalised as LabelMap does (``1.0`` and ``1`` are one label)."""
     return LabelMap.build([e.label for e in train_ex]).names
 
 
-def _prompt(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
+def label_ids(examples, names: list[str]) -> list[int]:
+    """Class ids of sequence examples under ``names`` (LabelMap's normalisation, never ``str()``)."""
+    return [LabelMap(names).encode(e.label, "bench", e.where) for e in examples]
+
+
+def _causal_lm(model: str, method: dict):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..backbone import resolve_model_dir
-    from ..baselines.prompting import label_likelihood_predict, ner_prompt_predict
-    from ..metrics import sequence_metrics
 
     src = resolve_model_dir(model)
     tok = AutoTokenizer.from_pretrained(src)
     tok.pad_token = tok.pad_token or tok.eos_token
     lm = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16 if method.get("bf16", True) else None).eval()
-    train_ex, eval_ex = _read(ds, train_file), _read(ds, eval_file)
-    rng = random.Random(seed)
-    k = int(method.get("shots", 0))
-    if ds.task == "sequence":
-        names = _label_names(train_ex)
-        demos = []
-        for name in names:
-            pool = [e for e in train_ex if str(e.label) == name]
-            demos += [(e.text, ds.verbalizers[name]) for e in rng.sample(pool, min(k, len(pool)))]
-        rng.shuffle(demos)
-        preds = label_likelihood_predict(lm, tok, [e.text for e in eval_ex], [ds.verbalizers[n] for n in names],
-                                         ds.instruction, demos, normalize=method.get("normalize", "sum"),
-                                         calibrate=bool(method.get("calibrate", False)))
-        return sequence_metrics([names.index(str(e.label)) for e in eval_ex], preds, names)
-    from ..data.conll import token_metrics
+    return lm, tok
+
+
+def _prompt_sequence(ds, method, lm, tok, train_ex, eval_ex, rng, k) -> dict:
+    from ..baselines.prompting import label_likelihood_predict
+    from ..metrics import sequence_metrics
+
+    names = label_names(train_ex)
+    train_ids = label_ids(train_ex, names)
+    demos = []
+    for c, name in enumerate(names):
+        pool = [e for e, y in zip(train_ex, train_ids) if y == c]
+        demos += [(e.text, ds.verbalizers[name]) for e in rng.sample(pool, min(k, len(pool)))]
+    rng.shuffle(demos)
+    preds = label_likelihood_predict(lm, tok, [e.text for e in eval_ex], [ds.verbalizers[n] for n in names],
+                                     ds.instruction, demos, normalize=method.get("normalize", "sum"),
+                                     calibrate=bool(method.get("calibrate", False)))
+    return sequence_metrics(label_ids(eval_ex, names), preds, names)
+
+
+def _prompt_token(ds, method, lm, tok, train_ex, eval_ex, rng, k) -> dict:
+    from ..baselines.prompting import ner_prompt_predict
+    from ..metrics import token_metrics
 
     demos = []
     for kind in ds.types:
@@ -119,25 +126,42 @@ def _prompt(ds, method, suite, model, train_file, eval_file, seed, work) -> dict
     return metrics
 
 
-def _encoder(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
-    from ..baselines.encoder import encoder_sequence, encoder_token, minilm_dir
+def _prompt(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
+    lm, tok = _causal_lm(model, method)
+    train_ex, eval_ex = read_split(ds, train_file), read_split(ds, eval_file)
+    run = {"sequence": _prompt_sequence, "token": _prompt_token}[ds.task]
+    return run(ds, method, lm, tok, train_ex, eval_ex, random.Random(seed), int(method.get("shots", 0)))
+
+
+def _encoder_sequence(name, train_ex, eval_ex, epochs, lr, seed) -> dict:
+    from ..baselines.encoder import encoder_sequence
     from ..metrics import sequence_metrics
 
-    name = method.get("model", "minilm")
-    name = minilm_dir() if name == "minilm" else name
-    train_ex, eval_ex = _read(ds, train_file), _read(ds, eval_file)
-    epochs, lr = int(method.get("epochs", 3)), float(method.get("lr", 5e-5))
-    if ds.task == "sequence":
-        names = _label_names(train_ex)
-        preds = encoder_sequence(name, [e.text for e in train_ex], [names.index(str(e.label)) for e in train_ex],
-                                 [e.text for e in eval_ex], len(names), epochs=epochs, lr=lr, seed=seed)
-        return sequence_metrics([names.index(str(e.label)) for e in eval_ex], preds, names)
-    from ..data.conll import build_tag_map, token_metrics
+    names = label_names(train_ex)
+    preds = encoder_sequence(name, [e.text for e in train_ex], label_ids(train_ex, names), [e.text for e in eval_ex],
+                             len(names), epochs=epochs, lr=lr, seed=seed)
+    return sequence_metrics(label_ids(eval_ex, names), preds, names)
+
+
+def _encoder_token(name, train_ex, eval_ex, epochs, lr, seed) -> dict:
+    from ..baselines.encoder import encoder_token
+    from ..metrics import token_metrics
+    from ..tasks.token import build_tag_map
 
     tag_names = build_tag_map(train_ex, "first").names
     preds = encoder_token(name, [e.tokens for e in train_ex], [e.tags for e in train_ex], [e.tokens for e in eval_ex],
                           tag_names, epochs=epochs, lr=lr, seed=seed)
     return token_metrics([e.tags for e in eval_ex], preds)
+
+
+def _encoder(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
+    from ..baselines.encoder import minilm_dir
+
+    name = method.get("model", "minilm")
+    name = minilm_dir() if name == "minilm" else name
+    train_ex, eval_ex = read_split(ds, train_file), read_split(ds, eval_file)
+    run = {"sequence": _encoder_sequence, "token": _encoder_token}[ds.task]
+    return run(name, train_ex, eval_ex, int(method.get("epochs", 3)), float(method.get("lr", 5e-5)), seed)
 
 
 _METHODS = {"ls": _ls, "prompt": _prompt, "encoder": _encoder}
@@ -182,7 +206,7 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
                 metrics = _METHODS[method["kind"]](ds, method, suite, model, train_file, eval_file, seed, work)
                 row = {"dataset": name, "task": ds.task, "method": method["name"], "seed": seed,
                        "wall_s": time.perf_counter() - t0,
-                       **{k: metrics[k] for k in _primary(ds.task)}, "n_eval": metrics.get("n")}
+                       **{k: metrics[k] for k in get_task(ds.task).report_metrics}, "n_eval": metrics.get("n")}
                 results["rows"].append(row)
                 results["wall_s"] = time.perf_counter() - t_all
                 echo(json.dumps(row))
@@ -197,7 +221,7 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
               f"wall time {results['wall_s'] / 60:.1f} min ("
               + ", ".join(f"{m} {t / 60:.1f}" for m, t in per_method.items()) + ").\n"
               f"Versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.\n\n")
-    (output / "RESULTS.md").write_text(header + table + "\n")
+    write_text_atomic(output / "RESULTS.md", header + table + "\n")
     chart(results, suite, output / "results.png")
     echo(table)
     return results
@@ -222,10 +246,18 @@ def _cells(results, suite, key=None):
     datasets = list(dict.fromkeys(r["dataset"] for r in results["rows"]))
     cells: dict[tuple[str, str], list[float]] = {}
     for r in results["rows"]:
-        k = key or ("accuracy" if r["task"] == "sequence" else "f1")
+        k = key or get_task(r["task"]).report_metrics[0]
         if r.get(k) is not None:
             cells.setdefault((r["method"], r["dataset"]), []).append(r[k])
     return methods, datasets, cells
+
+
+_SHORT = {"accuracy": "acc", "f1": "entity F1"}
+
+
+def _metric(dataset: str) -> str:
+    """The headline metric of a dataset's task (the table's cells)."""
+    return get_task(DATASETS[dataset].task).report_metrics[0]
 
 
 def _fmt(values: list[float] | None, most: int = 0) -> str:
@@ -241,12 +273,11 @@ def _fmt(values: list[float] | None, most: int = 0) -> str:
 def results_table(results: dict, suite: dict) -> str:
     """Markdown: rows methods, columns datasets; mean ± std over seeds where a cell ran with several."""
     methods, datasets, cells = _cells(results, suite)
-    head = "| method | " + " | ".join(f"{d} ({'acc' if DATASETS[d].task == 'sequence' else 'entity F1'})"
-                                      for d in datasets) + " |"
+    head = "| method | " + " | ".join(f"{d} ({_SHORT[_metric(d)]})" for d in datasets) + " |"
     most = max((len(v) for v in cells.values()), default=0)
     lines = [head, "|---" * (len(datasets) + 1) + "|"]
     lines += [f"| {m} | " + " | ".join(_fmt(cells.get((m, d)), most) for d in datasets) + " |" for m in methods]
-    seq = [d for d in datasets if DATASETS[d].task == "sequence"]
+    seq = [d for d in datasets if "macro_f1" in get_task(DATASETS[d].task).report_metrics]
     if seq:
         _, _, macro = _cells(results, suite, "macro_f1")
         lines += ["", "Macro-F1 (sequence tasks):", "", "| method | " + " | ".join(seq) + " |", "|---" * (1 + len(seq)) + "|"]
@@ -258,9 +289,9 @@ def results_table(results: dict, suite: dict) -> str:
 
 
 def chart(results: dict, suite: dict, path: Path) -> None:
-    from ..report import _plt
+    from ..report import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     methods, datasets, cells = _cells(results, suite)
     fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(datasets)), 5.5))
     width = 0.8 / max(1, len(methods))
@@ -268,7 +299,7 @@ def chart(results: dict, suite: dict, path: Path) -> None:
         xs = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(datasets))]
         ys = [100 * statistics.mean(cells[(m, d)]) if cells.get((m, d)) else 0 for d in datasets]
         ax.bar(xs, ys, width, label=m)
-    ax.set_xticks(range(len(datasets)), [f"{d}\n({'acc' if DATASETS[d].task == 'sequence' else 'F1'})" for d in datasets])
+    ax.set_xticks(range(len(datasets)), [f"{d}\n({_SHORT[_metric(d)]})" for d in datasets])
     ax.set_ylabel("%")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: never over a bar

@@ -1,8 +1,7 @@
-"""Readers, label maps, tokenisation and batching."""
+"""Data I/O (readers, label maps) and batching. Nothing here runs a model."""
 
-from .batching import Encoded, collate, encode_texts, inference_batches, plan_batches, resolve_template
+from .examples import Encoded, TextExample, TokenExample
 from .labels import LabelMap
-from .readers import TextExample, read_text_examples
+from .readers import read_records, read_text_examples
 
-__all__ = ["Encoded", "collate", "encode_texts", "inference_batches", "plan_batches", "resolve_template", "LabelMap", "TextExample",
-           "read_text_examples"]
+__all__ = ["Encoded", "TextExample", "TokenExample", "LabelMap", "read_records", "read_text_examples"]

@@ -1,4 +1,4 @@
-"""Tokenisation, batch planning and collation.
+"""Batch planning and collation.
 
 A batch is a list of *rows*; a row holds one example (padded / bucketed batching) or several
 (packed). Collation turns rows into tensors that say, per token, which example and which position
@@ -14,101 +14,13 @@ inside it the token has, so the model can mask and pool without ever looking at 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
-__all__ = ["Encoded", "encode_texts", "resolve_template", "plan_batches", "collate", "inference_batches"]
+from .examples import Encoded
 
-
-@dataclass
-class Encoded:
-    input_ids: list[int]
-    target: Any = None  # class id, multi-hot list, float, or a list per unit (token task)
-    units: list[int] | None = None  # token task: unit index per token (-1 = none), local to the example
-    extra: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-def encode_texts(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int,
-                 append_eos: bool = False, template: str | None = None):
-    """Tokenise; truncate to ``max_length`` (EOS kept last when appended). Returns (id lists, number truncated).
-
-    With a ``template`` ('Review: {text}\\nSentiment:', ``{pair}`` for the second text), each example
-    is formatted into it first; a long example loses the end of its text, never the template's
-    tokens, so the token that last-pooling reads is the same for every example.
-    """
-    kwargs = dict(add_special_tokens=True, return_attention_mask=False)
-    eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
-    limit = max_length - len(eos)
-    if template == "auto":
-        raise ValueError("template='auto' must be resolved for a tokenizer first (resolve_template)")
-    if template is not None:
-        full, n_cut = _encode_templated(tokenizer, template, texts, pairs, limit)
-    else:
-        full = tokenizer(list(texts), list(pairs) if pairs else None, **kwargs)["input_ids"]
-        long = [i for i, ids in enumerate(full) if len(ids) > limit]
-        if long:
-            cut = tokenizer([texts[i] for i in long], [pairs[i] for i in long] if pairs else None,
-                            truncation=True, max_length=limit, **kwargs)["input_ids"]
-            for i, ids in zip(long, cut):
-                full[i] = ids
-        n_cut = len(long)
-    if eos:
-        full = [ids if ids[-1:] == eos else ids + eos for ids in full]
-    return full, n_cut
-
-
-_SLOT = "\u0000TEXT\u0000"
-_SLOT2 = "\u0000PAIR\u0000"
-
-
-def resolve_template(template: str | None, tokenizer, task: str, pairs: bool) -> str | None:
-    """``auto``: the model's chat template with the text as the user's turn, ending where the
-    assistant's answer would start (its last token is what last-pooling reads); no template for
-    tokenizers without a chat template and for the token task. ``none``/None: the text as is."""
-    if template in (None, "none"):
-        return None
-    if template != "auto":
-        return template
-    if task != "sequence" or not getattr(tokenizer, "chat_template", None):
-        return None
-    content = _SLOT + ("\n" + _SLOT2 if pairs else "")
-    try:
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                                 tokenize=False)
-    except Exception:  # a template that needs other roles or tools: no wrapping  # noqa: BLE001
-        return None
-    if rendered.count(_SLOT) != 1:
-        return None
-    bos = tokenizer.bos_token
-    if bos and rendered.startswith(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
-        rendered = rendered[len(bos):]  # the tokenizer adds BOS itself: do not double it
-    escaped = rendered.replace("{", "{{").replace("}", "}}")
-    return escaped.replace(_SLOT, "{text}").replace(_SLOT2, "{pair}")
-
-
-def _encode_templated(tokenizer, template: str, texts, pairs, limit: int) -> tuple[list[list[int]], int]:
-    fields = [{"text": t, "pair": pairs[i] if pairs else ""} for i, t in enumerate(texts)]
-    full = tokenizer([template.format(**f) for f in fields], return_attention_mask=False)["input_ids"]
-    n_cut = 0
-    for i, ids in enumerate(full):
-        if len(ids) <= limit:
-            continue
-        n_cut += 1
-        f = dict(fields[i])
-        while len(ids) > limit:  # shorten the longer field by the excess, re-format, re-check
-            key = max(("text", "pair"), key=lambda k: len(f[k]))
-            sub = tokenizer(f[key], add_special_tokens=False)["input_ids"]
-            if not sub:
-                break
-            f[key] = tokenizer.decode(sub[: max(0, len(sub) - (len(ids) - limit))])
-            ids = tokenizer(template.format(**f), return_attention_mask=False)["input_ids"]
-        full[i] = ids[:limit]
-    return full, n_cut
+__all__ = ["plan_batches", "collate", "inference_batches"]
 
 
 def plan_batches(lengths: Sequence[int], mode: str, batch_size: int, max_tokens: int, row_tokens: int,

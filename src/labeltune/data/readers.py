@@ -1,5 +1,6 @@
-"""Read labelled text from CSV, TSV, JSONL, Parquet, one-example-a-line ``LABEL text`` files and
-Hugging Face datasets (``hf:ID[,CONFIG]:SPLIT``), with errors that name file, row/line and the fix.
+"""Read rows from files (CSV, TSV, JSONL, Parquet, one-example-a-line ``LABEL text``), Hugging Face
+datasets (``hf:ID[,CONFIG]:SPLIT``) and data in memory (a list of dicts, a pandas DataFrame, a
+``datasets.Dataset``), with errors that name the source, the row or line, and the fix.
 
 Nothing is dropped silently: an unusable row is an error, never a skipped example.
 """
@@ -7,26 +8,47 @@ Nothing is dropped silently: an unusable row is an error, never a skipped exampl
 from __future__ import annotations
 
 import csv
+import io
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..config import DataSettings
 from ..errors import DataError
+from .examples import TextExample
 
-__all__ = ["TextExample", "read_text_examples", "read_records", "detect_format"]
+__all__ = ["TextExample", "Records", "read_text_examples", "read_records", "detect_format", "open_text",
+           "rows_jsonl", "rows_hf", "in_memory_records", "is_in_memory", "source_name"]
 
 _EXT = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
         ".conll": "conll", ".bio": "conll", ".iob": "conll"}
 
 
 @dataclass
-class TextExample:
-    text: str
-    pair: str | None
-    label: Any  # raw value from the file (str, int, float, list); None when unlabelled
-    where: str  # "row 3 (line 4)" — for error messages
+class Records:
+    """Rows of one source: ``(row dict, location)`` pairs, the source's name for messages, and the
+    names of ``datasets.ClassLabel`` columns (integer labels -> names)."""
+
+    name: str
+    rows: Iterable[tuple[dict, str]]
+    class_names: dict[str, list[str]] = field(default_factory=dict)
+
+
+def is_in_memory(source: Any) -> bool:
+    return not isinstance(source, (str, Path))
+
+
+def source_name(source: Any) -> str:
+    """How messages name a source: its path, or the kind of in-memory data."""
+    if not is_in_memory(source):
+        return str(source)
+    if _is_dataframe(source):
+        return "DataFrame"
+    if _is_dataset(source):
+        return "Dataset"
+    return "data (list)"
 
 
 def detect_format(source: str, fmt: str = "auto") -> str:
@@ -42,7 +64,8 @@ def detect_format(source: str, fmt: str = "auto") -> str:
                     "(csv, tsv, jsonl, parquet, label-text, conll)")
 
 
-def _open_text(path: Path):
+def open_text(path: Path) -> str:
+    """The whole file as text (UTF-8, a byte-order mark dropped), or a DataError saying why not."""
     if not path.exists():
         raise DataError(path, None, "file not found", "check the path")
     if path.is_dir():
@@ -58,10 +81,18 @@ def _open_text(path: Path):
     return text
 
 
+def _lines(text: str) -> list[str]:
+    """Lines split on \\n, \\r\\n or a lone \\r only (str.splitlines also splits on \\x0b, \\x1c, \\u2028 …,
+    which may sit inside a text)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[dict, str]]:
-    text = _open_text(path)
+    text = open_text(path).rstrip("\r\n") + "\n"  # blank lines at the very end are no rows
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, quoting=quoting, strict=True)
+    # newline="": the csv module splits records itself (\n, \r\n or \r), and keeps them inside quotes
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    kind = "TSV" if delimiter == "\t" else "CSV"
     try:
         header = [h.strip() for h in next(reader)]
         if len(set(header)) != len(header) or not all(header):
@@ -77,12 +108,12 @@ def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[dict, str]]:
                                 "quote fields that contain the delimiter, or fix the row")
             yield dict(zip(header, fields)), f"row {i} (line {line})"
     except csv.Error as e:
-        raise DataError(path, f"line {reader.line_num}", f"malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({e})",
+        raise DataError(path, f"line {reader.line_num}", f"malformed {kind} ({e})",
                         "close the quote on this line (double a quote inside a quoted field)") from None
 
 
-def _rows_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
-    for line_no, line in enumerate(_open_text(path).splitlines(), start=1):
+def rows_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
+    for line_no, line in enumerate(_lines(open_text(path)), start=1):
         if not line.strip():
             continue
         try:
@@ -113,7 +144,7 @@ def _rows_parquet(path: Path) -> Iterator[tuple[dict, str]]:
 
 def _rows_label_text(path: Path, text_column: str, label_column: str) -> Iterator[tuple[dict, str]]:
     """``LABEL text`` a line (SST-5, TREC): the label is everything before the first whitespace."""
-    for line_no, line in enumerate(_open_text(path).splitlines(), start=1):
+    for line_no, line in enumerate(_lines(open_text(path)), start=1):
         if not line.strip():
             continue
         parts = line.strip().split(None, 1)
@@ -123,10 +154,21 @@ def _rows_label_text(path: Path, text_column: str, label_column: str) -> Iterato
         yield {label_column: parts[0], text_column: parts[1]}, f"line {line_no}"
 
 
-def _rows_hf(source: str) -> Iterator[tuple[dict, str]]:
+def _class_names(features) -> dict[str, list[str]]:
+    """{column: names} for ClassLabel columns and sequences of ClassLabel (NER tags)."""
+    out = {}
+    for column, feature in (features or {}).items():
+        inner = getattr(feature, "feature", feature)  # Sequence(ClassLabel) / List(ClassLabel)
+        if hasattr(inner, "names") and hasattr(inner, "int2str"):
+            out[column] = list(inner.names)
+    return out
+
+
+def rows_hf(source: str) -> Records:
+    """``hf:ID[,CONFIG]:SPLIT`` through ``datasets.load_dataset`` (hub ids need network access)."""
     spec = source[3:]
     name, _, split = spec.rpartition(":")
-    if not name:
+    if not name or not split:
         raise DataError(source, None, "no split given", "write hf:ID[,CONFIG]:SPLIT, e.g. hf:stanfordnlp/sst2:train")
     name, _, config = name.partition(",")
     import datasets
@@ -136,32 +178,71 @@ def _rows_hf(source: str) -> Iterator[tuple[dict, str]]:
     except Exception as e:  # network, missing dataset or split
         raise DataError(source, None, f"cannot load the dataset ({type(e).__name__}: {e})",
                         "check the id, config and split (hub ids need network access)") from None
-    for i, row in enumerate(ds, start=1):
-        yield row, f"row {i}"
+    return Records(source, ((row, f"row {i}") for i, row in enumerate(ds, start=1)), _class_names(ds.features))
 
 
-def read_records(source: str | Path, settings: DataSettings) -> Iterator[tuple[dict, str]]:
-    """Yield ``(row dict, location)`` for tabular sources."""
+def _is_dataframe(obj) -> bool:
+    return type(obj).__module__.startswith("pandas") and hasattr(obj, "to_dict") and hasattr(obj, "columns")
+
+
+def _is_dataset(obj) -> bool:
+    return type(obj).__module__.startswith("datasets") and hasattr(obj, "features") and hasattr(obj, "column_names")
+
+
+def _missing(value) -> bool:
+    """None, or a float NaN (pandas' marker for a missing cell)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def in_memory_records(data: Any) -> Records:
+    """A list (or tuple) of dicts, a pandas DataFrame or a ``datasets.Dataset`` as rows."""
+    name = source_name(data)
+    if _is_dataframe(data):
+        records = data.to_dict("records")
+        index = list(data.index)
+        rows = [({k: (None if _missing(v) else v) for k, v in r.items()}, f"row {i + 1} (index {index[i]})")
+                for i, r in enumerate(records)]
+        return Records(name, rows)
+    if _is_dataset(data):
+        return Records(name, ((row, f"row {i}") for i, row in enumerate(data, start=1)), _class_names(data.features))
+    if isinstance(data, dict):
+        raise DataError(name, None, "got one dict, not a list of them", "pass a list of dicts, one per example")
+    if isinstance(data, (list, tuple)):
+        rows = []
+        for i, row in enumerate(data, start=1):
+            if not isinstance(row, dict):
+                raise DataError(name, f"row {i}", f"expected a dict, found {type(row).__name__}",
+                                'give one dict per example, e.g. {"text": "...", "label": "..."}')
+            rows.append((row, f"row {i}"))
+        return Records(name, rows)
+    raise DataError(name, None, f"cannot read data of type {type(data).__name__}",
+                    "give a file path, a list of dicts, a pandas DataFrame or a datasets.Dataset")
+
+
+def read_records(source: Any, settings: DataSettings) -> Records:
+    """The rows of a tabular source: a path (by extension or ``settings.format``), ``hf:`` or data in memory."""
+    if is_in_memory(source):
+        return in_memory_records(source)
     source = str(source)
     fmt = detect_format(source, settings.format)
     path = Path(source)
-    if fmt == "csv":
-        return _rows_delimited(path, ",")
-    if fmt == "tsv":
-        return _rows_delimited(path, "\t")
+    if fmt in ("csv", "tsv"):
+        return Records(source, _rows_delimited(path, "," if fmt == "csv" else "\t"))
     if fmt == "jsonl":
-        return _rows_jsonl(path)
+        return Records(source, rows_jsonl(path))
     if fmt == "parquet":
-        return _rows_parquet(path)
+        return Records(source, _rows_parquet(path))
     if fmt == "label-text":
-        return _rows_label_text(path, settings.text_column, settings.label_column)
+        return Records(source, _rows_label_text(path, settings.text_column, settings.label_column))
     if fmt == "hf":
-        return _rows_hf(source)
+        return rows_hf(source)
     raise DataError(source, None, f"format {fmt!r} holds token-tagged data, not text + label",
                     "use --task token for CoNLL files, or give a csv/tsv/jsonl/parquet file")
 
 
-def _clean_label(value, settings: DataSettings):
+def _clean_label(value, settings: DataSettings, names: list[str] | None):
+    if names is not None and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+        return names[value]  # datasets.ClassLabel id -> its name
     if isinstance(value, str):
         value = value.strip()
         if settings.label_delimiter:
@@ -169,34 +250,38 @@ def _clean_label(value, settings: DataSettings):
     return value
 
 
-def read_text_examples(source: str | Path, settings: DataSettings, require_labels: bool = True) -> list[TextExample]:
+def read_text_examples(source: Any, settings: DataSettings, require_labels: bool = True) -> list[TextExample]:
     """Read every example of ``source``; raise DataError on the first unusable one."""
+    records = read_records(source, settings)
+    name = records.name
     examples: list[TextExample] = []
     wanted = [settings.text_column] + ([settings.text_pair_column] if settings.text_pair_column else [])
+    label_names = records.class_names.get(settings.label_column)
     checked = False
-    for row, where in read_records(source, settings):
+    for row, where in records.rows:
         if not checked:
             columns = list(row)
             for col, flag in [(c, "--text-column" if i == 0 else "--text-pair-column") for i, c in enumerate(wanted)] + (
                 [(settings.label_column, "--label-column")] if require_labels else []
             ):
                 if col not in row:
-                    raise DataError(source, None, f"column {col!r} not found; the columns are: {', '.join(map(str, columns))}",
+                    raise DataError(name, None, f"column {col!r} not found; the columns are: {', '.join(map(str, columns))}",
                                     f"pass {flag} with one of them")
             checked = True
         texts = []
         for col in wanted:
             value = row.get(col)
             if not isinstance(value, str) or not value.strip():
-                raise DataError(source, where, f"text in column {col!r} is empty", "fill it in or remove the row")
+                problem = "is empty" if _missing(value) or isinstance(value, str) else f"is not text ({value!r})"
+                raise DataError(name, where, f"text in column {col!r} {problem}", "fill it in or remove the row")
             texts.append(value.strip())
         label = None
         if require_labels:
-            label = _clean_label(row.get(settings.label_column), settings)
-            if label is None or (isinstance(label, str) and not label):
-                raise DataError(source, where, f"label in column {settings.label_column!r} is empty",
+            label = _clean_label(row.get(settings.label_column), settings, label_names)
+            if _missing(label) or (isinstance(label, str) and not label):
+                raise DataError(name, where, f"label in column {settings.label_column!r} is empty",
                                 "give every row a label (or use predict for unlabelled text)")
         examples.append(TextExample(texts[0], texts[1] if len(texts) > 1 else None, label, where))
     if not examples:
-        raise DataError(source, None, "no examples found", "give a file with at least one example")
+        raise DataError(name, None, "no examples found", "give a file with at least one example")
     return examples

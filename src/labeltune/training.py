@@ -1,9 +1,11 @@
 """The training loop on Accelerate: read -> encode -> plan batches -> train/evaluate per epoch ->
-keep the best epoch's LoRA + head -> write the run directory atomically."""
+keep the best epoch's LoRA + head -> a trained LabelModel (and, given an output, its run directory).
+
+Data are read and checked before torch or the model load, so input mistakes fail in a second.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -11,82 +13,77 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from .config import RunConfig
-from .data.batching import collate, plan_batches
-from .metrics import primary_metric
-from .modeling import LabelModel
-from .precision import resolve_mixed_precision
-from .rundir import atomic_run_dir, check_output, write_json_atomic
-from .tasks import build_label_map, encode_examples, evaluate_examples, read_examples
+from .data.readers import source_name
+from .rundir import check_output
+from .tasks import get_task
 
-__all__ = ["train"]
+__all__ = ["fit"]
 
 log = logging.getLogger(__name__)
 
 
-class _Batches(torch.utils.data.Dataset):
-    """Pre-planned batches, collated lazily; a DataLoader over it uses batch_size=1."""
+def _batches(plan, encoded, pad_id, problem):
+    """Pre-planned batches, collated lazily; a DataLoader over it uses batch_size=None."""
+    import torch
 
-    def __init__(self, plan, encoded, pad_id, problem):
-        self.plan, self.encoded, self.pad_id, self.problem = plan, encoded, pad_id, problem
+    from .data.batching import collate
 
-    def __len__(self):
-        return len(self.plan)
+    class Batches(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(plan)
 
-    def __getitem__(self, i):
-        return collate(self.plan[i], self.encoded, self.pad_id, self.problem)
+        def __getitem__(self, i):
+            return collate(plan[i], encoded, pad_id, problem)
 
-
-def _class_weights(setting: str, targets, n: int) -> torch.Tensor | None:
-    if setting == "none":
-        return None
-    if setting == "balanced":  # n_samples / (n_classes * count), as scikit-learn's "balanced"
-        counts = torch.bincount(torch.tensor(targets), minlength=n).float().clamp_min(1)
-        return counts.sum() / (n * counts)
-    w = torch.tensor([float(x) for x in setting.split(",")])
-    if len(w) != n:
-        from .errors import ConfigError
-
-        raise ConfigError(f"class_weights has {len(w)} values but there are {n} labels")
-    return w
+    return Batches()
 
 
-def train(config: RunConfig, train_data: str, eval_data: str | None, output: str | Path,
-          overwrite: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Fine-tune and write the run directory; returns the final metrics (also in RUN/metrics.json)."""
+def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str | Path | None = None,
+        overwrite: bool = False, progress: bool = True, echo: Callable[[str], None] = print):
+    """Fine-tune; return the trained LabelModel (``model.metrics``: the best epoch's evaluation and
+    the training record). With ``output``, also write the run directory (atomically).
+
+    ``train_data`` / ``eval_data``: a path, ``hf:ID[,CONFIG]:SPLIT``, a list of dicts, a pandas
+    DataFrame or a ``datasets.Dataset``.
+    """
+    task = get_task(config.model.task)
+    if output is not None:
+        check_output(output, overwrite)  # fail before hours of training, not after
+    # data: everything is validated before torch and the model load, so input mistakes fail in a second
+    train_name, eval_name = source_name(train_data), source_name(eval_data) if eval_data is not None else None
+    train_ex = task.read(train_data, config)
+    labels = task.build_labels(train_ex, config)
+    eval_ex = task.read(eval_data, config) if eval_data is not None else None
+
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
+    from .data.batching import plan_batches
+    from .modeling import LabelModel
+    from .precision import resolve_mixed_precision
+
     t_cfg = config.train
-    check_output(output, overwrite)  # fail before hours of training, not after
     set_seed(t_cfg.seed)
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(t_cfg.mixed_precision),
                               gradient_accumulation_steps=t_cfg.grad_accum)
-    task_problem = "token" if config.model.task == "token" else config.model.problem_type
-
-    # data: everything is validated before the model loads, so input mistakes fail in seconds
-    train_ex = read_examples(train_data, config)
-    labels = build_label_map(train_ex, config)
-    eval_ex = read_examples(eval_data, config) if eval_data else None
+    problem = task.problem(labels)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cuda" else None
     model = LabelModel.from_config(config, labels, dtype=dtype)
     config = model.config  # with the template resolved for this tokenizer
-    train_enc, n_cut = encode_examples(model.tokenizer, train_ex, labels, config, train_data, training=True)
-    eval_enc, n_cut_eval = (encode_examples(model.tokenizer, eval_ex, labels, config, eval_data)
-                            if eval_ex else (None, 0))
-    for n, name, total in ((n_cut, train_data, len(train_ex)), (n_cut_eval, eval_data, len(eval_ex or []))):
+    train_enc, n_cut = task.encode(model, train_ex, source=train_name, training=True)
+    eval_enc, n_cut_eval = task.encode(model, eval_ex, source=eval_name) if eval_ex else (None, 0)
+    for n, name, total in ((n_cut, train_name, len(train_ex)), (n_cut_eval, eval_name, len(eval_ex or []))):
         if n:
             echo(f"note: {n} of {total} examples in {name} are longer than max_length={config.data.max_length} "
                  "tokens and were truncated (raise --max-length to keep them whole)")
-    if task_problem == "single_label":
-        model.class_weights = _class_weights(t_cfg.class_weights, [e.target for e in train_enc], len(labels))
+    model.class_weights = task.class_weights(t_cfg.class_weights, train_enc, labels)
     if t_cfg.gradient_checkpointing:
-        model._base().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model._base().enable_input_require_grads()
+        model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.base_model.enable_input_require_grads()
 
     # batches: planned per epoch (fresh shuffle); the schedule needs the total up front
     lengths = [len(e) for e in train_enc]
@@ -110,7 +107,7 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     raw = accelerator.unwrap_model(model)
 
-    metric_name, higher = primary_metric(task_problem)
+    metric_name, higher = task.primary_metric(labels)
     best: dict[str, Any] = {"score": None, "state": None, "metrics": None, "epoch": None}
     history, train_log = [], []
     step, t0, tokens, eval_time = 0, time.perf_counter(), 0, 0.0
@@ -118,7 +115,7 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
                dynamic_ncols=True)
     stop = False
     for epoch in range(n_epochs):
-        loader = torch.utils.data.DataLoader(_Batches(plans[epoch], train_enc, raw.tokenizer.pad_token_id, task_problem),
+        loader = torch.utils.data.DataLoader(_batches(plans[epoch], train_enc, raw.tokenizer.pad_token_id, problem),
                                              batch_size=None, shuffle=False, num_workers=t_cfg.num_workers)
         loader = accelerator.prepare_data_loader(loader, device_placement=False)
         model.train()
@@ -150,7 +147,7 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
                 break
         if eval_enc is not None and accelerator.is_main_process:
             t_eval = time.perf_counter()
-            metrics, _ = evaluate_examples(raw, eval_ex, eval_enc)
+            metrics, _ = task.evaluate(raw, eval_ex, eval_enc)
             eval_time += time.perf_counter() - t_eval
             entry = {"event": "eval", "step": step, "epoch": epoch + 1, metric_name: metrics[metric_name],
                      "eval_loss": metrics.get("loss"), "elapsed_s": time.perf_counter() - t0}
@@ -166,41 +163,15 @@ def train(config: RunConfig, train_data: str, eval_data: str | None, output: str
     train_time = time.perf_counter() - t0 - eval_time  # optimisation only; evaluation reported apart
 
     if not accelerator.is_main_process:
-        return {}
+        return raw
     if best["state"] is not None:  # keep the best epoch, not merely the last
         raw.load_state_dict(best["state"], strict=False)
     final = dict(best["metrics"] or {})
     final.update(best_epoch=best["epoch"], history=history, train_time_s=train_time, eval_time_s=eval_time, steps=step,
-                 train_real_tokens_per_s=tokens / max(train_time, 1e-9), eval_data=str(eval_data) if eval_data else None,
+                 train_real_tokens_per_s=tokens / max(train_time, 1e-9), eval_data=eval_name,
                  train_examples=len(train_enc), truncated_train_examples=n_cut)
-    with atomic_run_dir(output, overwrite) as tmp:
-        raw.save_pretrained(tmp)
-        _tensorboard(tmp / "tensorboard", train_log)
-        write_json_atomic(tmp / "metrics.json", final)
-        (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train_log))
-        _plots(tmp / "plots", train_log, final, raw.labels.names, metric_name, task_problem)
-    return final
-
-
-def _tensorboard(folder: Path, train_log) -> None:
-    """Mirror the JSONL log into TensorBoard event files when tensorboard is installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return
-    with SummaryWriter(str(folder)) as writer:
-        for r in train_log:
-            for k, v in r.items():
-                if k not in ("event", "step", "epoch") and isinstance(v, (int, float)):
-                    writer.add_scalar(f"{r['event']}/{k}", v, r["step"])
-
-
-def _plots(folder: Path, train_log, metrics, names, metric_name, problem) -> None:
-    from .report import plot_confusion_matrix, plot_entity_f1, plot_learning_curves
-
-    folder.mkdir(exist_ok=True)
-    plot_learning_curves(train_log, folder / "learning_curves.png", metric_name)
-    if "confusion_matrix" in metrics:
-        plot_confusion_matrix(metrics["confusion_matrix"], names, folder / "confusion_matrix.png")
-    if "per_type" in metrics:
-        plot_entity_f1(metrics["per_type"], folder / "entity_f1.png")
+    raw.metrics, raw.train_log = final, train_log
+    raw.eval()
+    if output is not None:
+        raw.save_pretrained(output, overwrite)
+    return raw

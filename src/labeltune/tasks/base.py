@@ -1,0 +1,118 @@
+"""What a task is: everything that differs between one label per text and one tag per word.
+
+train, evaluate, predict, serve, export and bench ask the task; none of them branches on its name.
+Task modules import nothing heavy at import time (torch is imported where a method needs it), so
+reading and checking data costs no model import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from ..config import ModelSettings, RunConfig
+    from ..data.examples import Encoded
+    from ..data.labels import LabelMap
+
+__all__ = ["Task"]
+
+
+class Task:
+    name: str = ""
+    uses_template = False  # whether data.template (a wrapper around each text) applies
+    default_head_dropout = 0.0
+    report_metrics: tuple[str, ...] = ()  # the columns of bench tables
+
+    # ---- settings -------------------------------------------------------------------------------
+    def check_settings(self, model: "ModelSettings") -> None:
+        """Reject model settings this task cannot honour (ConfigError)."""
+
+    def check_run(self, config: "RunConfig") -> None:
+        """Reject combinations of sections this task cannot honour (ConfigError)."""
+
+    # ---- data -----------------------------------------------------------------------------------
+    def read(self, source: Any, config: "RunConfig", require_labels: bool = True) -> list:
+        """Examples from a path, ``hf:ID:SPLIT`` or data in memory; DataError on the first bad one."""
+        raise NotImplementedError
+
+    def from_texts(self, texts: Sequence[str], pairs: Sequence[str] | None, config: "RunConfig") -> list:
+        """Unlabelled examples from raw input (predict, serve); ConfigError when pairs do not fit the run."""
+        raise NotImplementedError
+
+    def build_labels(self, examples: Sequence, config: "RunConfig") -> "LabelMap":
+        raise NotImplementedError
+
+    def encode(self, model, examples: Sequence, with_targets: bool = True, source: str = "data",
+               training: bool = False) -> tuple[list["Encoded"], int]:
+        """Tokenise for ``model`` (its tokenizer, template, labels, settings); targets from its label
+        map when ``with_targets``. Returns (encoded, number of examples truncated)."""
+        raise NotImplementedError
+
+    def problem(self, labels: "LabelMap") -> str:
+        """What collation builds as targets and the loss compares: single_label, multi_label, regression or token."""
+        return labels.problem_type
+
+    def primary_metric(self, labels: "LabelMap") -> tuple[str, bool]:
+        """(metric, higher is better): what picks the best epoch."""
+        raise NotImplementedError
+
+    def class_weights(self, setting: str, encoded: Sequence["Encoded"], labels: "LabelMap"):
+        """Loss weights per label: ``none``, ``balanced`` (n / (labels x count), as scikit-learn) or a
+        comma list in label order. Only for single-label cross-entropy."""
+        import torch
+
+        from ..errors import ConfigError
+
+        if setting == "none" or labels.problem_type != "single_label":
+            return None
+        n = len(labels)
+        if setting == "balanced":
+            counts = torch.bincount(torch.tensor(self.flat_targets(encoded)), minlength=n).float().clamp_min(1)
+            return counts.sum() / (n * counts)
+        w = torch.tensor([float(x) for x in setting.split(",")])
+        if len(w) != n:
+            raise ConfigError(f"class_weights has {len(w)} values but there are {n} labels ({', '.join(labels.names)})")
+        return w
+
+    def flat_targets(self, encoded: Sequence["Encoded"]) -> list:
+        return [e.target for e in encoded]
+
+    # ---- model ----------------------------------------------------------------------------------
+    def make_head(self, hidden_size: int, labels: "LabelMap", config: "RunConfig"):
+        raise NotImplementedError
+
+    def head_groups(self, model, batch: dict, ids, pos):
+        """((B, T) group id per token, -1 = not read; number of groups): what the head pools."""
+        raise NotImplementedError
+
+    def split_logits(self, logits, batch: dict, encoded: Sequence["Encoded"]) -> list:
+        """(G, L) logits of a batch -> one tensor per example, in ``batch["order"]``."""
+        raise NotImplementedError
+
+    # ---- outputs --------------------------------------------------------------------------------
+    def evaluate(self, model, examples: Sequence, encoded: Sequence["Encoded"]) -> tuple[dict, list]:
+        """(metrics, predictions) of ``model`` on labelled examples."""
+        raise NotImplementedError
+
+    def prediction_rows(self, model, examples: Sequence, encoded: Sequence["Encoded"]) -> list[dict]:
+        """One output row per example, in input order: what predict writes and the server returns."""
+        raise NotImplementedError
+
+    def same_decisions(self, reference: list, other: list, model) -> bool:
+        """Whether two sets of per-example logits decide the same (export's check of lower precision)."""
+        raise NotImplementedError
+
+    def csv_fields(self, config: "RunConfig", labels: "LabelMap") -> list[str]:
+        """The columns of a CSV of predictions: every key a prediction row has."""
+        raise NotImplementedError
+
+    @staticmethod
+    def csv_row(row: dict, fields: Sequence[str]) -> list:
+        """A prediction row flattened for CSV: lists and mappings as JSON, nothing left out."""
+        return [json.dumps(row[k], ensure_ascii=False) if isinstance(row.get(k), (list, dict)) else row.get(k)
+                for k in fields]
+
+    def plots(self, folder: Path, metrics: dict, labels: "LabelMap") -> None:
+        """Task-specific figures beside the learning curves."""

@@ -1,0 +1,150 @@
+"""The sequence task: one label per text (single-label, multi-label or a regression value), read
+from the pooled final states of the text (inside its template)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+from .base import Task
+
+__all__ = ["SequenceTask"]
+
+_PRIMARY = {"single_label": ("accuracy", True), "multi_label": ("micro_f1", True), "regression": ("mse", False)}
+
+
+class SequenceTask(Task):
+    name = "sequence"
+    uses_template = True
+    default_head_dropout = 0.0
+    report_metrics = ("accuracy", "macro_f1")
+
+    # ---- data -----------------------------------------------------------------------------------
+    def read(self, source, config, require_labels=True):
+        from ..data.readers import read_text_examples
+
+        return read_text_examples(source, config.data, require_labels)
+
+    def from_texts(self, texts, pairs, config):
+        from ..data.examples import TextExample
+
+        column = config.data.text_pair_column
+        if column and pairs is None:
+            raise ConfigError(f"this run was trained on text pairs (column {column!r}); give one pair per text "
+                              f"(or a --data file with a {column!r} column)")
+        if not column and pairs is not None:
+            raise ConfigError("this run was trained on single texts; give no pairs")
+        if pairs is not None and len(pairs) != len(texts):
+            raise ConfigError(f"{len(texts)} texts but {len(pairs)} pairs; give one pair per text")
+        pairs = list(pairs) if pairs is not None else [None] * len(texts)
+        return [TextExample(t, p, None, f"--text #{i + 1}") for i, (t, p) in enumerate(zip(texts, pairs))]
+
+    def build_labels(self, examples, config):
+        from ..data.labels import LabelMap
+
+        return LabelMap.build((e.label for e in examples), config.model.problem_type)
+
+    def encode(self, model, examples, with_targets=True, source="data", training=False):
+        from ..data.examples import Encoded
+
+        pairs = [e.pair for e in examples] if model.config.data.text_pair_column else None
+        ids, truncated = model.template.encode([e.text for e in examples], pairs, model.config.data.max_length)
+        labels = model.labels if with_targets else None
+        targets = [labels.encode(e.label, str(source), e.where) for e in examples] if labels else [None] * len(ids)
+        return [Encoded(x, t) for x, t in zip(ids, targets)], truncated
+
+    def primary_metric(self, labels):
+        return _PRIMARY[labels.problem_type]
+
+    # ---- model ----------------------------------------------------------------------------------
+    def make_head(self, hidden_size, labels, config):
+        from ..heads import SequenceHead
+
+        n = 1 if labels.problem_type == "regression" else len(labels)
+        return SequenceHead(hidden_size, n, config.model.pooling, config.model.head_dropout)
+
+    def head_groups(self, model, batch, ids, pos):
+        groups = batch["example_ids"].to(ids.device)
+        pooling = model.config.model.pooling
+        if pooling in ("mean", "max") and model.template:  # the template's own tokens are context
+            groups = model.template.unpool(ids, pos, groups, batch["num_examples"],
+                                           closing=pooling == "max" and not model.max_pools_closing)
+        return groups, batch["num_examples"]
+
+    def split_logits(self, logits, batch, encoded):
+        return list(logits)
+
+    # ---- decisions and outputs ------------------------------------------------------------------
+    def decisions(self, logits, model):
+        """(E, L) logits -> what the run decides: class ids (single), 0/1 per label (multi, the
+        run's threshold on sigmoids) or values (regression). The one place a decision is made."""
+        import torch
+
+        kind = model.labels.problem_type
+        if kind == "single_label":
+            return logits.argmax(-1)
+        if kind == "multi_label":
+            return (torch.sigmoid(logits) >= model.config.model.threshold).int()
+        return logits[:, 0]
+
+    def decode(self, logits, model) -> list[dict[str, Any]]:
+        """(E, L) logits -> output dicts: label + score + scores, labels + scores, or value."""
+        import torch
+
+        kind, names = model.labels.problem_type, model.labels.names
+        chosen = self.decisions(logits, model)
+        if kind == "regression":
+            return [{"value": float(v)} for v in chosen]
+        if kind == "multi_label":
+            p = torch.sigmoid(logits)
+            return [{"labels": [n for n, on in zip(names, row) if on], "scores": dict(zip(names, map(float, q)))}
+                    for row, q in zip(chosen.tolist(), p)]
+        p = torch.softmax(logits, -1)
+        return [{"label": names[c], "score": float(q[c]), "scores": dict(zip(names, map(float, q)))}
+                for c, q in zip(chosen.tolist(), p)]
+
+    def evaluate(self, model, examples, encoded):
+        import numpy as np
+        import torch
+
+        from ..metrics import multilabel_metrics, regression_metrics, sequence_metrics
+
+        logits = torch.stack(model.logits(encoded))
+        kind, names = model.labels.problem_type, model.labels.names
+        chosen = self.decisions(logits, model)
+        y_true = [e.target for e in encoded]
+        if kind == "single_label":
+            metrics = sequence_metrics(y_true, chosen.tolist(), names)
+            metrics["loss"] = float(torch.nn.functional.cross_entropy(logits, torch.tensor(y_true)))
+        elif kind == "multi_label":
+            metrics = multilabel_metrics(np.array(y_true, dtype=int), chosen.numpy(), names)
+        else:
+            metrics = regression_metrics(y_true, chosen.tolist())
+        return metrics, self.decode(logits, model)
+
+    def prediction_rows(self, model, examples, encoded):
+        import torch
+
+        logits = model.logits(encoded)
+        decoded = self.decode(torch.stack(logits), model) if logits else []
+        return [{"text": e.text, **({"pair": e.pair} if e.pair is not None else {}), **d}
+                for e, d in zip(examples, decoded)]
+
+    def same_decisions(self, reference, other, model):
+        import torch
+
+        a, b = self.decisions(torch.stack(reference), model), self.decisions(torch.stack(other).float(), model)
+        if model.labels.problem_type == "regression":  # values within 1% + 0.01
+            return bool(((a - b).abs() <= 0.01 + 0.01 * a.abs()).all())
+        return torch.equal(a, b)
+
+    def csv_fields(self, config, labels):
+        pair = ["pair"] if config.data.text_pair_column else []
+        return ["text", *pair, *{"single_label": ["label", "score", "scores"], "multi_label": ["labels", "scores"],
+                                 "regression": ["value"]}[labels.problem_type]]
+
+    def plots(self, folder, metrics, labels):
+        from ..report import plot_confusion_matrix
+
+        if "confusion_matrix" in metrics:
+            plot_confusion_matrix(metrics["confusion_matrix"], labels.names, folder / "confusion_matrix.png")

@@ -1,0 +1,218 @@
+"""The token task: an IOB2 tag per word (NER), read from each word's final states.
+
+Words are tokenised one by one (a leading space after the first word, as in running text). The
+alignment setting decides which sub-words form each word's unit:
+    first / last: the first / last sub-word of each word      (one unit a word)
+    mean:         all sub-words of a word, states averaged      (one unit a word)
+    all:          every sub-word while training; continuations of B-X/I-X get I-X
+                  (evaluation and prediction read the first sub-word)
+Predictions map back to words and entity spans with character offsets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from ..errors import ConfigError, DataError
+from .base import Task
+
+__all__ = ["TokenTask", "build_tag_map", "encode_token_examples", "entity_spans", "examples_from_raw_text"]
+
+
+def build_tag_map(examples: Sequence, alignment: str):
+    from ..data.labels import LabelMap
+
+    tags = {t for e in examples for t in e.tags or []}
+    if alignment == "all":  # continuations of B-X are labelled I-X, so I-X must exist
+        tags |= {"I-" + t[2:] for t in tags if t.startswith("B-")}
+    tags.discard("O")
+    ordered = ["O"] + sorted(tags, key=lambda t: (t[2:], t[0]))
+    return LabelMap(ordered, "single_label")
+
+
+def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """Ids the tokenizer adds before / after a text (e.g. BOS), found by difference."""
+    with_special = tokenizer("x")["input_ids"]
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    for i in range(len(with_special) - len(plain) + 1):
+        if with_special[i : i + len(plain)] == plain:
+            return with_special[:i], with_special[i + len(plain):]
+    return [], []
+
+
+def encode_token_examples(tokenizer, examples: Sequence, labels, config, source: str = "data",
+                          training: bool = False):
+    """Words -> sub-word ids, units per the alignment setting, targets per unit (when ``labels``).
+    Returns (encoded, sentences truncated)."""
+    from ..data.examples import Encoded
+
+    align = config.model.label_alignment
+    max_len = config.data.max_length
+    prefix, suffix = _special_tokens(tokenizer)
+    words = [(" " if k else "") + w for e in examples for k, w in enumerate(e.tokens)]
+    pieces = tokenizer(words, add_special_tokens=False)["input_ids"] if words else []
+    index = labels.index if labels else None
+    out, truncated, p = [], 0, 0
+    for e in examples:
+        ids, units, targets, kept = list(prefix), [-1] * len(prefix), [], 0
+        room = max_len - len(prefix) - len(suffix)
+        n_unit = 0
+        for k, word in enumerate(e.tokens):
+            sub = pieces[p + k] or [tokenizer.unk_token_id or 0]
+            if len(ids) - len(prefix) + len(sub) > room:
+                break
+            tag = e.tags[k] if (e.tags is not None and index is not None) else None
+            if tag is not None and tag not in index:
+                raise DataError(source, e.where, f"tag {tag!r} never appears in the training data "
+                                f"(known tags: {', '.join(labels.names)})", "fix the tag or add examples of it to training")
+            if align == "all" and training:
+                for j in range(len(sub)):
+                    units.append(n_unit)
+                    if tag is not None:
+                        t = tag if j == 0 or tag == "O" else "I-" + tag[2:]
+                        targets.append(index[t])
+                    n_unit += 1
+            else:
+                chosen = {"first": [0], "all": [0], "last": [len(sub) - 1], "mean": range(len(sub))}[align]
+                units.extend(n_unit if j in chosen else -1 for j in range(len(sub)))
+                if tag is not None:
+                    targets.append(index[tag])
+                n_unit += 1
+            ids.extend(sub)
+            kept += 1
+        p += len(e.tokens)
+        truncated += kept < len(e.tokens)
+        ids += suffix
+        units += [-1] * len(suffix)
+        out.append(Encoded(ids, targets if index is not None else None, units, {"n_words": kept}))
+    return out, truncated
+
+
+def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """IOB2 tags -> (type, first word, last word inclusive)."""
+    spans, start, kind = [], None, None
+    for i, t in enumerate(list(tags) + ["O"]):
+        if start is not None and not (t.startswith("I-") and t[2:] == kind):
+            spans.append((kind, start, i - 1))
+            start = None
+        if t.startswith("B-") or (t.startswith("I-") and start is None):
+            start, kind = i, t[2:]
+    return spans
+
+
+def examples_from_raw_text(texts: Sequence[str]) -> list:
+    """Whitespace-split raw text, keeping each word's character span."""
+    from ..data.examples import TokenExample
+
+    out = []
+    for i, text in enumerate(texts):
+        spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+        out.append(TokenExample([text[a:b] for a, b in spans], None, f"--text #{i + 1}", spans, text))
+    return out
+
+
+class TokenTask(Task):
+    name = "token"
+    uses_template = False
+    default_head_dropout = 0.1
+    report_metrics = ("f1",)
+
+    def check_settings(self, model):
+        if model.problem_type != "single_label":
+            raise ConfigError("task=token supports problem_type=single_label only (one tag per word)")
+
+    def check_run(self, config):
+        if config.data.template not in (None, "auto"):
+            raise ConfigError("data.template applies to the sequence task only (token labels follow the words as given)")
+        if config.data.text_pair_column:
+            raise ConfigError("text_pair_column applies to the sequence task only")
+
+    # ---- data -----------------------------------------------------------------------------------
+    def read(self, source, config, require_labels=True):
+        from ..data.conll import read_token_examples
+
+        return read_token_examples(source, config.data, require_labels)
+
+    def from_texts(self, texts, pairs, config):
+        if pairs is not None:
+            raise ConfigError("token runs tag single texts; give no pairs")
+        return examples_from_raw_text(texts)
+
+    def build_labels(self, examples, config):
+        return build_tag_map(examples, config.model.label_alignment)
+
+    def encode(self, model, examples, with_targets=True, source="data", training=False):
+        return encode_token_examples(model.tokenizer, examples, model.labels if with_targets else None, model.config,
+                                     source, training)
+
+    def problem(self, labels):
+        return "token"
+
+    def primary_metric(self, labels):
+        return "f1", True
+
+    def flat_targets(self, encoded):
+        return [t for e in encoded for t in e.target]
+
+    # ---- model ----------------------------------------------------------------------------------
+    def make_head(self, hidden_size, labels, config):
+        from ..heads import TokenHead
+
+        return TokenHead(hidden_size, len(labels), config.model.head_dropout)
+
+    def head_groups(self, model, batch, ids, pos):
+        return batch["unit_ids"].to(ids.device), batch["num_units"]
+
+    def split_logits(self, logits, batch, encoded):
+        import torch
+
+        counts = [max(encoded[i].units, default=-1) + 1 for i in batch["order"]]
+        return list(torch.split(logits, counts))
+
+    # ---- outputs --------------------------------------------------------------------------------
+    def word_tags(self, model, examples, encoded) -> list[list[str]]:
+        """The argmax tag of each word; words cut off by max_length are tagged O (and counted)."""
+        names = model.labels.names
+        tags = []
+        for e, logits in zip(examples, model.logits(encoded)):
+            words = [names[i] for i in logits.argmax(-1).tolist()]
+            tags.append(words + ["O"] * (len(e.tokens) - len(words)))
+        return tags
+
+    def evaluate(self, model, examples, encoded):
+        from ..metrics import token_metrics
+
+        pred = self.word_tags(model, examples, encoded)
+        metrics = token_metrics([e.tags for e in examples], pred)
+        metrics["truncated_sentences"] = sum(enc.extra["n_words"] < len(e.tokens) for e, enc in zip(examples, encoded))
+        return metrics, pred
+
+    def prediction_rows(self, model, examples, encoded) -> list[dict[str, Any]]:
+        rows = []
+        for e, tags in zip(examples, self.word_tags(model, examples, encoded)):
+            text = e.text if e.text is not None else " ".join(e.tokens)
+            offsets = e.offsets
+            if offsets is None:  # pre-tokenised input: offsets into the words joined by single spaces
+                offsets, pos = [], 0
+                for w in e.tokens:
+                    offsets.append((pos, pos + len(w)))
+                    pos += len(w) + 1
+            entities = [{"type": kind, "text": text[offsets[a][0]:offsets[b][1]], "start": offsets[a][0],
+                         "end": offsets[b][1], "words": [a, b + 1]} for kind, a, b in entity_spans(tags)]
+            rows.append({"text": text, "tokens": e.tokens, "tags": tags, "entities": entities})
+        return rows
+
+    def same_decisions(self, reference, other, model):
+        import torch
+
+        return all(torch.equal(a.argmax(-1), b.float().argmax(-1)) for a, b in zip(reference, other))
+
+    def csv_fields(self, config, labels):
+        return ["text", "tokens", "tags", "entities"]
+
+    def plots(self, folder, metrics, labels):
+        from ..report import plot_entity_f1
+
+        if "per_type" in metrics:
+            plot_entity_f1(metrics["per_type"], folder / "entity_f1.png")
