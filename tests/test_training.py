@@ -14,6 +14,7 @@ from labeltune.training import fit
 def train(*args, **kwargs):  # the run's metrics, as 0.2's labeltune.train.train returned them
     return fit(*args, **kwargs).metrics
 
+
 POS = ["the movie was great", "loved the actors", "great fun", "the film was good", "fun plot", "good actors"]
 NEG = ["the movie was awful", "hated the plot", "boring film", "terrible actors", "the plot was bad", "awful film"]
 
@@ -56,9 +57,13 @@ def test_loss_decreases_and_run_dir_is_complete(tmp_path, tiny_llama, sentiment_
 @pytest.mark.parametrize("batching", ["padded", "bucketed", "packed"])
 def test_every_batching_mode_trains(tmp_path, tiny_llama, sentiment_files, batching):
     train_file, _ = sentiment_files
-    metrics = train(_config(tiny_llama, batching=batching, epochs=1), str(train_file), None, tmp_path / "run",
-                    progress=False, echo=lambda s: None)
-    assert metrics["steps"] >= 1 and metrics["train_examples"] == 36
+    # each mode learns the training set (36 sentences, 6 distinct a label) within 4 epochs
+    metrics = train(_config(tiny_llama, batching=batching, epochs=4), str(train_file), str(train_file),
+                    tmp_path / "run", progress=False, echo=lambda s: None)
+    assert metrics["train_examples"] == 36 and metrics["n"] == 36
+    if batching != "packed":  # 36 examples, 8 a batch: 5 steps an epoch (packing fills rows, not batches)
+        assert metrics["steps"] == 4 * 5
+    assert metrics["accuracy"] >= 0.9, metrics["history"]
 
 
 def test_failed_training_leaves_no_run_directory(tmp_path, tiny_llama, sentiment_files):

@@ -1,0 +1,271 @@
+"""The Python API on data in memory, cheap imports, and one test per defect of issue 11 (each fails on
+the 0.2 code: the numbered comments say which)."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers import make_tiny_dir, tiny_label_model
+
+import labeltune
+from labeltune import ConfigError, DataError, LabelModel
+
+POS = ["the movie was great", "loved the actors", "great fun", "the film was good", "fun plot", "good actors"]
+NEG = ["the movie was awful", "hated the plot", "boring film", "terrible actors", "the plot was bad", "awful film"]
+ROWS = [{"text": t, "label": "pos"} for t in POS] + [{"text": t, "label": "neg"} for t in NEG]
+NER = [{"tokens": "john smith lives in paris".split(), "tags": ["B-PER", "I-PER", "O", "O", "B-LOC"]},
+       {"tokens": "acme corp visited london".split(), "tags": ["B-ORG", "I-ORG", "O", "B-LOC"]}] * 4
+FAST = dict(lr=5e-3, batch_size=8, warmup_ratio=0.0, progress=False, echo=lambda s: None)
+
+
+def _logits(model, texts):
+    return torch.stack(model.logits(model.encode(texts)[0]))
+
+
+# ---- the Python API -------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["list", "dataframe", "dataset"])
+def test_train_takes_data_in_memory_and_returns_the_model(tmp_path, tiny_llama, kind):
+    import datasets
+    import pandas as pd
+
+    data = {"list": ROWS * 3, "dataframe": pd.DataFrame(ROWS * 3),
+            "dataset": datasets.Dataset.from_list(ROWS * 3)}[kind]
+    model = labeltune.train(data, ROWS, model=str(tiny_llama), pooling="mean", lora_target_modules="all-linear",
+                            epochs=4, **FAST)
+    assert isinstance(model, LabelModel) and model.labels.names == ["neg", "pos"]
+    assert model.metrics["accuracy"] >= 0.9 and model.metrics["train_examples"] == 36
+    assert model.metrics["eval_data"] == "data (list)"
+    row = model.predict("the movie was great")
+    assert row["text"] == "the movie was great" and row["label"] == "pos"
+    model.save_pretrained(tmp_path / "run")  # the run directory, training record included
+    for name in ("config.json", "adapter", "head.safetensors", "metrics.json", "train_log.jsonl",
+                 "plots/learning_curves.png", "plots/confusion_matrix.png"):
+        assert (tmp_path / "run" / name).exists(), name
+    loaded = LabelModel.from_pretrained(tmp_path / "run")
+    assert torch.equal(_logits(loaded, POS), _logits(model, POS))
+    assert loaded.predict(POS + NEG) == model.predict(POS + NEG)
+
+
+def test_train_token_task_in_memory_and_predict_one_or_many(tiny_llama):
+    model = labeltune.train(NER, NER, model=str(tiny_llama), task="token", unmask="all", epochs=6, **FAST)
+    assert model.metrics["f1"] == 1.0
+    one = model.predict("john smith  visited paris")
+    assert one["tags"] == ["B-PER", "I-PER", "O", "B-LOC"]
+    assert [(e["type"], e["text"], e["start"]) for e in one["entities"]] == [("PER", "john smith", 0),
+                                                                           ("LOC", "paris", 20)]
+    assert model.predict(["john smith  visited paris", "acme corp"]) == [one, model.predict("acme corp")]
+
+
+def test_train_validates_settings_and_data_before_loading_a_model(tmp_path):
+    with pytest.raises(ConfigError, match="unknown settings \\['epoch'\\]"):
+        labeltune.train(ROWS, epoch=3)
+    with pytest.raises(DataError, match="data \\(list\\), row 2: text in column 'text' is empty"):
+        labeltune.train([{"text": "good", "label": "a"}, {"text": " ", "label": "b"}], model="/nonexistent")
+    with pytest.raises(DataError, match="DataFrame, row 2 \\(index 1\\): label in column 'label' is empty"):
+        import pandas as pd
+
+        labeltune.train(pd.DataFrame({"text": ["a", "b"], "label": ["x", None]}), model="/nonexistent")
+
+
+def test_from_pretrained_reads_a_hub_repository_through_huggingface_hub(tmp_path, tiny_llama, monkeypatch):
+    import huggingface_hub
+
+    model = tiny_label_model(tiny_llama)
+    model.save_pretrained(tmp_path / "snapshot")
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo: asked.append(repo) or str(tmp_path / "snapshot"))
+    loaded = LabelModel.from_pretrained("someone/sentiment-run")
+    assert asked == ["someone/sentiment-run"] and torch.equal(_logits(loaded, POS), _logits(model, POS))
+
+    def offline(repo):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ConfigError, match="someone/other: no such run directory.*Hugging Face Hub failed"):
+        LabelModel.from_pretrained("someone/other")
+
+
+# ---- cheap imports --------------------------------------------------------------------------------
+def _python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_importing_labeltune_and_input_errors_load_no_torch(tmp_path):
+    heavy = "[m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules]"
+    assert _python(f"import sys, labeltune, labeltune.errors, labeltune.config; print({heavy})").strip() == "[]"
+    code = ("import sys\nfrom labeltune import cli\n"
+            f"sys.argv = ['labeltune', 'train', '--train', {str(tmp_path / 'missing.csv')!r}, '--output', 'x']\n"
+            "try:\n    cli.main()\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+            f"print({heavy})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split("\n")[:2] == ["exit 2", "[]"] and "missing.csv: file not found" in proc.stderr
+    assert "--train" in _python("from labeltune import cli\nimport sys\nsys.argv = ['labeltune', 'train', '--help']\n"
+                                "try:\n    cli.main()\nexcept SystemExit:\n    pass\n")
+
+
+def test_importing_attention_registers_nothing_until_a_model_uses_it(tiny_llama):
+    out = _python("from transformers import AttentionInterface\nimport labeltune.attention, labeltune.modeling\n"
+                  "print('labeltune_sdpa' in AttentionInterface._global_mapping)")
+    assert out.strip() == "False"
+    tiny_label_model(tiny_llama)  # a LabelModel routes its attention through labeltune's function
+    from transformers import AttentionInterface
+
+    assert "labeltune_sdpa" in AttentionInterface._global_mapping
+
+
+# ---- issue 11's defects ---------------------------------------------------------------------------
+def test_1_cli_token_task_trains_with_the_token_head_dropout(tmp_path, tiny_llama):
+    # 0.2: RunConfig() filled head_dropout=0.0 for the sequence default and --task token kept it
+    from typer.testing import CliRunner
+
+    from labeltune.cli import app
+
+    data = tmp_path / "train.conll"
+    data.write_text("john B-PER\nsmith I-PER\nlives O\n\nparis B-LOC\nis O\n\n")
+    result = CliRunner().invoke(app, ["train", "--model", str(tiny_llama), "--task", "token", "--train", str(data),
+                                      "--output", str(tmp_path / "run"), "--epochs", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["head_dropout"] == 0.1
+    assert LabelModel.from_pretrained(tmp_path / "run").head.dropout.p == 0.1
+    # an explicit value wins, for either task; the sequence default stays 0
+    assert labeltune.RunConfig().with_settings(task="token", head_dropout=0.3).model.head_dropout == 0.3
+    assert tiny_label_model(tiny_llama).config.model.head_dropout == 0.0
+
+
+def test_2_predict_on_a_token_run_and_pair_checks(tiny_llama):
+    # 0.2: LabelModel.predict raised KeyError('unit_ids') on a token run and skipped the pair checks
+    model = tiny_label_model(tiny_llama, labels=("O", "B-PER", "I-PER"), task="token")
+    row = model.predict("john smith lives in paris")
+    assert row["tokens"] == ["john", "smith", "lives", "in", "paris"] and len(row["tags"]) == 5
+    with pytest.raises(ConfigError, match="token runs tag single texts"):
+        model.predict("john", pairs="smith")
+    seq = tiny_label_model(tiny_llama)
+    with pytest.raises(ConfigError, match="trained on single texts; give no pairs"):
+        seq.predict(["a"], pairs=["b"])
+
+
+def test_2_pair_runs_need_pairs_in_predict(tmp_path, tiny_llama):
+    cfg = labeltune.RunConfig.from_dict({"model": {"name": str(tiny_llama)}, "data": {"text_pair_column": "h"},
+                                        "lora": {"target_modules": "q_proj,v_proj"}})
+    model = LabelModel.from_config(cfg, labeltune.data.LabelMap(["no", "yes"]))
+    with pytest.raises(ConfigError, match="trained on text pairs \\(column 'h'\\)"):
+        model.predict("a premise")
+    with pytest.raises(ConfigError, match="2 texts but 1 pairs"):
+        model.predict(["a", "b"], pairs=["only one"])
+    assert model.predict("a premise", pairs="a hypothesis")["pair"] == "a hypothesis"
+
+
+def _read_csv(path):
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def test_3_predict_csv_keeps_every_field_of_token_and_pair_runs(tmp_path, tiny_llama):
+    # 0.2: --out x.csv wrote text,label,score only: token runs lost tags and entities, pair runs the pair
+    from labeltune.inference import predict_run
+
+    token = tiny_label_model(tiny_llama, labels=("O", "B-PER", "I-PER"), task="token")
+    token.save_pretrained(tmp_path / "ner")
+    rows = predict_run(tmp_path / "ner", None, ["john smith lives", "paris"], tmp_path / "ner.csv")
+    got = _read_csv(tmp_path / "ner.csv")
+    assert list(got[0]) == ["text", "tokens", "tags", "entities"]
+    assert [json.loads(r["tags"]) for r in got] == [r["tags"] for r in rows]
+    assert [json.loads(r["entities"]) for r in got] == [r["entities"] for r in rows]
+
+    cfg = labeltune.RunConfig.from_dict({"model": {"name": str(tiny_llama)}, "data": {"text_pair_column": "h"},
+                                        "lora": {"target_modules": "q_proj,v_proj"}})
+    LabelModel.from_config(cfg, labeltune.data.LabelMap(["no", "yes"])).save_pretrained(tmp_path / "pairs")
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"text": "a cat sat", "h": "an animal sat"}\n{"text": "it rained", "h": "it was dry"}\n')
+    rows = predict_run(tmp_path / "pairs", str(data), None, tmp_path / "pairs.csv")
+    got = _read_csv(tmp_path / "pairs.csv")
+    assert list(got[0]) == ["text", "pair", "label", "score", "scores"]
+    assert [r["pair"] for r in got] == ["an animal sat", "it was dry"]
+    assert [json.loads(r["scores"]) for r in got] == [r["scores"] for r in rows]
+
+
+def test_4_integer_tags_use_the_sources_names_and_its_tags_column(tmp_path, monkeypatch):
+    # 0.2: re-parsed the hf: id (dropping its config) to look up `ner_tags`, whatever tags_column said;
+    # a local JSONL with integer tags ended in load_dataset_builder on a piece of the path
+    import datasets
+
+    from labeltune.config import DataSettings
+    from labeltune.data.conll import read_token_examples
+
+    features = datasets.Features({"words": datasets.Sequence(datasets.Value("string")),
+                                  "labels": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"]))})
+    ds = datasets.Dataset.from_list([{"words": ["Ann", "Lee", "ran"], "labels": [1, 2, 0]}], features=features)
+    settings = DataSettings(tokens_column="words", tags_column="labels")
+    assert read_token_examples(ds, settings)[0].tags == ["B-PER", "I-PER", "O"]  # in memory
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config, split: calls.append((name, config, split)) or ds)
+    ex = read_token_examples("hf:someone/ner-data,english:train", settings)
+    assert calls == [("someone/ner-data", "english", "train")] and ex[0].tags == ["B-PER", "I-PER", "O"]
+    local = tmp_path / "ints.jsonl"
+    local.write_text('{"tokens": ["Ann"], "tags": ["B-PER"]}\n{"tokens": ["Ann", "ran"], "tags": [1, 0]}\n')
+    with pytest.raises(DataError, match="ints.jsonl, line 2: 'tags' holds integer tags but the source names no tags"):
+        read_token_examples(local, DataSettings())
+
+
+@pytest.mark.parametrize("name,fmt,problem", [
+    ("a.csv", "auto", "the token task cannot read .csv files"),
+    ("a.parquet", "auto", "the token task cannot read .parquet files"),
+    ("a.jsonl", "csv", "--format csv holds a text and a label per row"),
+])
+def test_5_token_task_refuses_tabular_formats(tmp_path, name, fmt, problem):
+    # 0.2: read .csv/.parquet as CoNLL and --format csv as JSONL
+    from labeltune.config import DataSettings
+    from labeltune.data.conll import read_token_examples
+
+    path = tmp_path / name
+    path.write_text("text,label\nJohn,B-PER\n")
+    with pytest.raises(DataError, match=problem) as e:
+        read_token_examples(path, DataSettings(format=fmt))
+    assert str(path) in str(e.value)
+
+
+def test_6_bench_scores_every_seed_on_the_same_evaluation_subset(tmp_path):
+    # 0.2: the eval subset was shuffled with the training seed under one file name; labels compared by str()
+    from labeltune.bench.datasets import DATASETS, prepare
+    from labeltune.bench.runner import label_ids, label_names
+    from labeltune.data import TextExample
+
+    root = tmp_path / "data"
+    (root / "sst2").mkdir(parents=True)
+    lines = ["sentence\tlabel"] + [f"text number {i}\t{i % 2}" for i in range(50)]
+    for split in ("train", "dev"):
+        (root / "sst2" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    evals = {seed: prepare(DATASETS["sst2"], root, 10, seed, tmp_path / "work", eval_size=20)[1].read_text()
+             for seed in (0, 1, 2)}
+    assert evals[0] == evals[1] == evals[2] and len(evals[0].splitlines()) == 21
+    trains = {seed: prepare(DATASETS["sst2"], root, 10, seed, tmp_path / "work", eval_size=20)[0].read_text()
+              for seed in (0, 1)}
+    assert trains[0] != trains[1]  # training subsets still change with the seed
+    examples = [TextExample("a", None, 1.0, "row 1"), TextExample("b", None, "0", "row 2"),
+                TextExample("c", None, 1, "row 3")]
+    names = label_names(examples)
+    assert names == ["0", "1"] and label_ids(examples, names) == [1, 0, 1]
+
+
+def test_predict_and_serve_and_cli_give_the_same_rows(tmp_path, tiny_llama):
+    from fastapi.testclient import TestClient
+
+    from labeltune.inference import predict_run
+    from labeltune.serve import create_app
+
+    model = tiny_label_model(tiny_llama, labels=("O", "B-PER", "I-PER"), task="token")
+    model.save_pretrained(tmp_path / "run")
+    texts = ["john smith lives in paris", "acme"]
+    cli_rows = predict_run(tmp_path / "run", None, texts, tmp_path / "out.jsonl")
+    served = TestClient(create_app(tmp_path / "run")).post("/predict", json={"texts": texts}).json()["predictions"]
+    assert cli_rows == served == model.predict(texts)
+    assert [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()] == cli_rows
+
+
+def test_token_task_predicts_on_a_sliding_window_family(tmp_path):
+    path = make_tiny_dir(tmp_path, "mistral")
+    model = tiny_label_model(path, labels=("O", "B-PER", "I-PER"), task="token", unmask="all")
+    assert len(model.predict("john smith lives")["tags"]) == 3
