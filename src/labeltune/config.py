@@ -162,12 +162,12 @@ class DataSettings:
 
 @dataclass
 class TrainSettings:
-    epochs: float = field(default=2.5, metadata={"help": "passes over the training data (fractions allowed)"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate for LoRA and head"})
+    epochs: float | None = field(default=None, metadata={"help": "passes over the training data (fractions allowed); None: sized to the data (labeltune.recipe)"})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate for LoRA (the head: x head_lr_scale); None: the recipe's (1e-3)"})
     head_lr_scale: float = field(default=10.0, metadata={"help": "the head's learning rate is lr x this (a fresh head needs larger steps than LoRA; +2 points on SST-2)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up; then linear decay to 0"})
-    batch_size: int = field(default=32, metadata={"help": "examples per step (padded/bucketed) — upper bound when packed"})
+    warmup_ratio: float | None = field(default=None, metadata={"help": "fraction of steps with linear warm-up, then linear decay to 0; None: the recipe's (0.1)"})
+    batch_size: int | None = field(default=None, metadata={"help": "examples per step (padded/bucketed), upper bound when packed; None: sized to the data (8 / 16 / 32)"})
     max_tokens_per_batch: int = field(default=0, metadata={"help": "token budget per step (0: batch_size x max_length)"})
     batching: str = field(default="bucketed", metadata={"help": "padded (file order), bucketed (length-sorted token budget) or packed"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
@@ -184,9 +184,11 @@ class TrainSettings:
     def __post_init__(self):
         _check(self.batching, BATCHING, "batching")
         _check(self.mixed_precision, ("auto", "no", "bf16", "fp16"), "mixed_precision")
-        if self.epochs <= 0 or self.lr <= 0 or self.batch_size <= 0 or self.grad_accum <= 0 or self.head_lr_scale <= 0:
+        # None = sized to the data when training starts (labeltune.recipe); the run saves the values used
+        if any(v is not None and v <= 0 for v in (self.epochs, self.lr, self.batch_size)) or \
+                self.grad_accum <= 0 or self.head_lr_scale <= 0:
             raise ConfigError("epochs, lr, head_lr_scale, batch_size and grad_accum must be positive")
-        if not 0.0 <= self.warmup_ratio < 1.0:
+        if self.warmup_ratio is not None and not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
         if self.class_weights not in ("none", "balanced"):
             try:

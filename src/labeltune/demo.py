@@ -21,7 +21,7 @@ def examples_dir() -> Path:
     return path
 
 
-def run_demo(output: Path, epochs: float = 3.0, model: str = "default", progress: bool = True) -> dict:
+def run_demo(output: Path, epochs: float | None = None, model: str = "default", progress: bool = True) -> dict:
     from rich.console import Console
     from rich.table import Table
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .config import RunConfig
 from .data.readers import source_name
+from .recipe import size_recipe
 from .rundir import check_output
 from .tasks import get_task
 
@@ -80,13 +81,19 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
         if n:
             echo(f"note: {n} of {total} examples in {name} are longer than max_length={config.data.max_length} "
                  "tokens and were truncated (raise --max-length to keep them whole)")
+    # the schedule: what the user left open is sized to the data (recipe.py), and saved with the run
+    lengths = [len(e) for e in train_enc]
+    recipe = size_recipe(len(train_enc), sum(lengths) / len(lengths), t_cfg.batch_size, t_cfg.epochs, t_cfg.lr,
+                         t_cfg.warmup_ratio, t_cfg.grad_accum)
+    config = config.with_settings(batch_size=recipe.batch_size, epochs=recipe.epochs, lr=recipe.lr,
+                                  warmup_ratio=recipe.warmup_ratio)
+    model.config, t_cfg = config, config.train
     model.class_weights = task.class_weights(t_cfg.class_weights, train_enc, labels)
     if t_cfg.gradient_checkpointing:
         model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.base_model.enable_input_require_grads()
 
     # batches: planned per epoch (fresh shuffle); the schedule needs the total up front
-    lengths = [len(e) for e in train_enc]
     budget = t_cfg.max_tokens_per_batch or t_cfg.batch_size * config.data.max_length
     rng = random.Random(t_cfg.seed)
     n_epochs = math.ceil(t_cfg.epochs)
@@ -96,6 +103,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     total_steps = max(1, int(sum(steps_per_epoch[:-1]) + steps_per_epoch[-1] * (t_cfg.epochs - n_epochs + 1)))
     if t_cfg.max_steps:
         total_steps = min(total_steps, t_cfg.max_steps)
+    echo(recipe.line(total_steps))
 
     params = [p for p in model.parameters() if p.requires_grad]
     head = [p for p in model.head.parameters() if p.requires_grad]
@@ -169,7 +177,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     final = dict(best["metrics"] or {})
     final.update(best_epoch=best["epoch"], history=history, train_time_s=train_time, eval_time_s=eval_time, steps=step,
                  train_real_tokens_per_s=tokens / max(train_time, 1e-9), eval_data=eval_name,
-                 train_examples=len(train_enc), truncated_train_examples=n_cut)
+                 train_examples=len(train_enc), truncated_train_examples=n_cut, recipe=recipe.line(total_steps))
     raw.metrics, raw.train_log = final, train_log
     raw.eval()
     if output is not None:

@@ -71,7 +71,8 @@ def open_text(path: Path) -> str:
     if path.is_dir():
         raise DataError(path, None, "is a directory, not a data file", "give the file inside it")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as f:  # newline="": \r\n inside a quoted CSV field stays
+            text = f.read()
     except UnicodeDecodeError as e:
         raise DataError(path, f"byte {e.start}", "is not UTF-8 text", "re-save the file as UTF-8") from None
     except OSError as e:
