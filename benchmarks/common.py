@@ -88,7 +88,7 @@ def sync(device: str) -> None:
 def timed_label_steps(model, plan, enc, opt, autocast, warmup: int, device: str = "cpu") -> tuple[float, float]:
     """labeltune training steps over ``plan`` (batches of example indices into ``enc``): real (non-pad)
     tokens/s of the steps after ``warmup`` (which absorb allocation and compilation), and the warm-up's seconds."""
-    from labeltune.data import collate
+    from labeltune.data.batching import collate
 
     model.train()
     warmup = min(warmup, len(plan) - 1)

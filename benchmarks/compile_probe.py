@@ -27,7 +27,8 @@ def main(mode: str) -> None:
     transformers.utils.logging.set_verbosity_error()
     from labeltune import LabelModel, RunConfig
     from labeltune.backbone import resolve_model_dir
-    from labeltune.data import Encoded, LabelMap, collate, plan_batches
+    from labeltune.data import Encoded, LabelMap
+    from labeltune.data.batching import collate, plan_batches
     from labeltune.precision import resolve_mixed_precision
 
     bf16 = resolve_mixed_precision("auto") == "bf16"

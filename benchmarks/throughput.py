@@ -120,7 +120,8 @@ def stock_train(src, seqs, labels, args, dtype):
 
 def labeltune_train(src, seqs, labels, args, dtype):
     from labeltune import LabelModel, RunConfig
-    from labeltune.data import Encoded, LabelMap, plan_batches
+    from labeltune.data import Encoded, LabelMap
+    from labeltune.data.batching import plan_batches
 
     cfg = RunConfig.from_dict({
         "model": {"name": src, "pooling": "last"},
