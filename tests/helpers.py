@@ -37,17 +37,20 @@ def make_tokenizer(pad_is_eos: bool = False) -> PreTrainedTokenizerFast:
 
 
 def make_tiny_dir(root: Path, family: str = "llama", head: str | None = None, pad_is_eos: bool = False,
-                  seed: int = 0) -> Path:
-    """Save a tiny random ``family`` model (optionally with a stock head class) and tokenizer to ``root``."""
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
+                  seed: int = 0, **config) -> Path:
+    """Save a tiny random ``family`` model (optionally with a stock head class: seq, tok, or lm for the
+    causal LM head) and tokenizer to ``root``."""
+    from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                              AutoModelForTokenClassification)
 
     tok = make_tokenizer(pad_is_eos)
     cfg = AutoConfig.for_model(family, **TINY, **FAMILIES[family], pad_token_id=tok.pad_token_id,
-                               bos_token_id=1, eos_token_id=2, num_labels=3)
+                               bos_token_id=1, eos_token_id=2, num_labels=3, **config)
     torch.manual_seed(seed)
-    cls = {"seq": AutoModelForSequenceClassification, "tok": AutoModelForTokenClassification}.get(head, AutoModel)
+    cls = {"seq": AutoModelForSequenceClassification, "tok": AutoModelForTokenClassification,
+           "lm": AutoModelForCausalLM}.get(head, AutoModel)
     model = cls.from_config(cfg)
-    path = root / f"tiny-{family}-{head or 'base'}-{int(pad_is_eos)}"
+    path = root / f"tiny-{family}-{head or 'base'}-{int(pad_is_eos)}{''.join(f'-{k}{v}' for k, v in config.items())}"
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

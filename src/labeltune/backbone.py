@@ -122,3 +122,28 @@ def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dty
     if getattr(model.config, "is_encoder_decoder", False):
         raise ConfigError(f"{name!r} is an encoder-decoder model; labeltune fine-tunes decoder-only LLMs")
     return model, load_tokenizer(source), source
+
+
+def output_embeddings(source: str, model) -> torch.Tensor:
+    """(vocab, hidden) weights of the LM head that ``model`` (loaded without it) was trained with:
+    the input embeddings when tied, else ``lm_head.weight`` read from the checkpoint's safetensors."""
+    import json
+
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    config = model.config
+    if getattr(config, "tie_word_embeddings", False) or getattr(config.get_text_config(), "tie_word_embeddings", False):
+        return model.get_input_embeddings().weight.detach()
+    index = cached_file(source, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    if index:
+        shard = json.loads(Path(index).read_text())["weight_map"].get("lm_head.weight")
+        path = cached_file(source, shard) if shard else None
+    else:
+        path = cached_file(source, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+    if path:
+        with safe_open(path, framework="pt") as f:
+            if "lm_head.weight" in f.keys():
+                return f.get_tensor("lm_head.weight")
+    raise ConfigError(f"{source}: no lm_head.weight in the checkpoint (a base model without an LM head?); "
+                      "use head_init=random")

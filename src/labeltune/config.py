@@ -33,6 +33,7 @@ PROBLEM_TYPES = ("single_label", "multi_label", "regression")
 ALIGNMENTS = ("first", "last", "mean", "all")
 ATTN_BACKENDS = ("sdpa", "eager")
 BATCHING = ("packed", "bucketed", "padded")
+HEAD_INITS = ("random", "labels")
 
 
 def _check(value, allowed, name):
@@ -90,6 +91,8 @@ class ModelSettings:
     head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (None: the task's default, 0.1 token task, 0 sequence)"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
     threshold: float = field(default=0.5, metadata={"help": "multi_label decision threshold on sigmoid scores"})
+    head_init: str = field(default="random", metadata={"help": "label head at step 0: random, or labels (each label's row = the model's output embedding of its name's first token, so step 0 scores as zero-shot prompting; sequence task)"})
+    label_words: dict | None = field(default=None, metadata={"help": "the word for each label name that head_init=labels reads ({'0': 'negative', '1': 'positive'}, or '0=negative,1=positive'); default: the names"})
 
     def __post_init__(self):
         _check(self.task, TASKS, "task")
@@ -97,6 +100,16 @@ class ModelSettings:
         _check(self.problem_type, PROBLEM_TYPES, "problem_type")
         _check(self.attn_implementation, ATTN_BACKENDS, "attn_implementation")
         _check(self.label_alignment, ALIGNMENTS, "label_alignment")
+        _check(self.head_init, HEAD_INITS, "head_init")
+        if isinstance(self.label_words, str):
+            pairs = [p.split("=", 1) for p in self.label_words.split(",") if p.strip()]
+            if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+                raise ConfigError(f"label_words={self.label_words!r}: write name=word pairs, e.g. 0=negative,1=positive")
+            self.label_words = {k.strip(): v.strip() for k, v in pairs}
+        if self.label_words is not None:
+            if not isinstance(self.label_words, dict) or not all(str(v).strip() for v in self.label_words.values()):
+                raise ConfigError("label_words must map label names to non-empty words")
+            self.label_words = {str(k): str(v) for k, v in self.label_words.items()}
         # None = the task's default, resolved (and saved) when the model is built: filling it here
         # would let a default of one task survive a later switch of task (with_overrides)
         if self.head_dropout is not None and not 0.0 <= self.head_dropout < 1.0:

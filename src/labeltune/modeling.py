@@ -94,7 +94,9 @@ class LabelModel(nn.Module):
         config = config.with_overrides({"data": {"template": template or "none"},
                                         "model": {"head_dropout": get_task(config.model.task).default_head_dropout
                                                   if dropout is None else dropout}})
-        return cls(_apply_lora(backbone, config.lora), tokenizer, config, labels, source)
+        model = cls(_apply_lora(backbone, config.lora), tokenizer, config, labels, source)
+        model.task.init_head(model)
+        return model
 
     @property
     def base_model(self) -> nn.Module:

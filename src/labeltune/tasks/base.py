@@ -83,6 +83,9 @@ class Task:
     def make_head(self, hidden_size: int, labels: "LabelMap", config: "RunConfig"):
         raise NotImplementedError
 
+    def init_head(self, model) -> None:
+        """Set the fresh head's weights (``model.head``) from what the model knows; default: keep them."""
+
     def head_groups(self, model, batch: dict, ids, pos):
         """((B, T) group id per token, -1 = not read; number of groups): what the head pools."""
         raise NotImplementedError

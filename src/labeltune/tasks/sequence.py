@@ -63,6 +63,34 @@ class SequenceTask(Task):
         n = 1 if labels.problem_type == "regression" else len(labels)
         return SequenceHead(hidden_size, n, config.model.pooling, config.model.head_dropout)
 
+    def init_head(self, model) -> None:
+        """head_init=labels: each label's row is the model's output embedding of the first token of its
+        word (``label_words``, else its name), bias 0. The pooled state under the chat template is the
+        state an instruct model answers from, so step 0 scores as zero-shot prompting on those tokens."""
+        import torch
+
+        settings = model.config.model
+        if settings.head_init != "labels":
+            return
+        if model.labels.problem_type != "single_label":
+            raise ConfigError("head_init=labels needs problem_type=single_label (a word per class)")
+        from ..backbone import output_embeddings
+
+        words = settings.label_words or {}
+        table = output_embeddings(model.source, model.base_model)
+        ids = []
+        for name in model.labels.names:
+            pieces = model.tokenizer(words.get(name, name), add_special_tokens=False)["input_ids"]
+            if not pieces:
+                raise ConfigError(f"label {name!r}: its word {words.get(name, name)!r} has no tokens; set label_words")
+            ids.append(pieces[0])
+        if len(set(ids)) < len(ids):
+            raise ConfigError(f"head_init=labels: labels {model.labels.names} start with the same token; give "
+                              "label_words that start differently")
+        with torch.no_grad():
+            model.head.score.weight.copy_(table[ids].to(model.head.score.weight))
+            model.head.score.bias.zero_()
+
     def head_groups(self, model, batch, ids, pos):
         groups = batch["example_ids"].to(ids.device)
         pooling = model.config.model.pooling

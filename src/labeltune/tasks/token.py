@@ -121,6 +121,8 @@ class TokenTask(Task):
     def check_settings(self, model):
         if model.problem_type != "single_label":
             raise ConfigError("task=token supports problem_type=single_label only (one tag per word)")
+        if model.head_init != "random":
+            raise ConfigError("head_init=labels applies to the sequence task (tags are not words)")
 
     def check_run(self, config):
         if config.data.template not in (None, "auto"):
