@@ -134,3 +134,30 @@ def test_suite_seeds_per_method_dataset_filter_and_resume(tmp_path, monkeypatch)
     runner.run_suite(suite, "default", root, out, seeds=[0, 1, 2], resume=True, echo=lambda s: None)
     assert calls == []
     assert len(json.loads((out / "results.json").read_text())["rows"]) == 7
+
+
+def test_size_sweep_runs_every_size_once_and_zero_shot_prompting_once(tmp_path, monkeypatch):
+    """`train_sizes` (the sizes suite): a column per dataset and size, each method on the same subsets;
+    zero-shot prompting, which reads no training data, runs once per dataset and fills every size."""
+    from labeltune.bench import runner
+
+    root = tmp_path / "data"
+    (root / "sst2").mkdir(parents=True)
+    rows = [f"film number {i}\t{i % 2}" for i in range(40)]
+    for split in ("train.tsv", "dev.tsv"):
+        (root / "sst2" / split).write_text("\n".join(["sentence\tlabel"] + rows) + "\n")
+    calls = []
+
+    def fake(ds, method, suite, model, train_file, eval_file, seed, work):
+        n = len(train_file.read_text().splitlines()) - 1
+        calls.append((method["name"], n))
+        return {"accuracy": n / 100, "macro_f1": 0.5, "n": 10}
+
+    monkeypatch.setattr(runner, "_METHODS", {"ls": fake, "prompt": fake, "encoder": fake})
+    suite = {"name": "s", "datasets": ["sst2"], "train_sizes": {"sequence": [10, 30]}, "eval_size": 10,
+             "methods": [{"name": "LS", "kind": "ls"}, {"name": "P", "kind": "prompt", "shots": 0}]}
+    runner.run_suite(suite, "default", root, tmp_path / "out", echo=lambda s: None)
+    assert calls == [("LS", 10), ("P", 10), ("LS", 30)]
+    table = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "| method | sst2@10 (acc) | sst2@30 (acc) |" in table
+    assert "| LS | 10.0 | 30.0 |" in table and "| P | 10.0 | 10.0 |" in table

@@ -1244,31 +1244,40 @@ def align_examples(draw):
 
 
 @settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(examples=align_examples(), alignment=st.sampled_from(["first", "last", "mean", "all"]),
-       training=st.booleans(), with_labels=st.booleans(), max_length=st.integers(2, 24),
+@given(examples=align_examples(), max_length=st.integers(2, 24),
        tokenizer_kind=st.sampled_from(["pieces", "pieces-bos", "pieces-none", "real"]))
-def test_subword_alignment_units_targets_and_truncation_200_examples(examples, alignment, training, with_labels,
-                                                                     max_length, tokenizer_kind):
-    """For every example: input ids are the special tokens around the kept words' pieces (<unk> for
-    a word with none), len <= max_length, words are kept greedily until the next would not fit;
-    one unit per kept word (first: its first piece, last: its last, mean: all its pieces; all while
+def test_subword_alignment_units_targets_and_truncation_200_examples(examples, max_length, tokenizer_kind):
+    """For every example, under each alignment (first/last/mean/all), training or not, with and
+    without labels: input ids are the special tokens around the kept words' pieces (<unk> for a
+    word with none), len <= max_length, words are kept greedily until the next would not fit; one
+    unit per kept word (first: its first piece, last: its last, mean: all its pieces; all while
     training: one unit per piece), unit ids run 0..U-1 in order, one target per unit decoding to
     the word's tag (continuations of B-X / I-X get I-X under 'all' training), n_words counts the
     kept words and the truncated count is the number of sentences that lost words."""
     tok = {"pieces": PieceTokenizer(), "pieces-bos": PieceTokenizer(suffix=()),
            "pieces-none": PieceTokenizer(prefix=(), suffix=()), "real": None}[tokenizer_kind] or _real_tokenizer()
     prefix, suffix = ([], []) if tokenizer_kind == "real" else (tok.prefix, tok.suffix)
-    labels = build_tag_map(examples, alignment) if with_labels else None
-    config = RunConfig.from_dict({"model": {"task": "token", "label_alignment": alignment},
-                                  "data": {"max_length": max_length}})
-    encoded, truncated = encode_token_examples(tok, examples, labels, config, training=training)
-    assert len(encoded) == len(examples)
     room = max_length - len(prefix) - len(suffix)
-    expected_truncated = 0
     unk = tok.unk_token_id
-    for e, enc in zip(examples, encoded):
-        subs = [tok((" " if j else "") + w, add_special_tokens=False)["input_ids"] or [unk]
-                for j, w in enumerate(e.tokens)]
+    # the oracle: each word's pieces on its own (a leading space after the first word)
+    subs_of = [[tok((" " if j else "") + w, add_special_tokens=False)["input_ids"] or [unk]
+                for j, w in enumerate(e.tokens)] for e in examples]
+    for alignment in ("first", "last", "mean", "all"):
+        config = RunConfig.from_dict({"model": {"task": "token", "label_alignment": alignment},
+                                      "data": {"max_length": max_length}})
+        for training in (False, True):
+            for with_labels in (False, True):
+                labels = build_tag_map(examples, alignment) if with_labels else None
+                encoded, truncated = encode_token_examples(tok, examples, labels, config, training=training)
+                _check_alignment(examples, subs_of, encoded, truncated, labels, alignment, training, prefix,
+                                 suffix, room, max_length)
+
+
+def _check_alignment(examples, subs_of, encoded, truncated, labels, alignment, training, prefix, suffix, room,
+                     max_length):
+    assert len(encoded) == len(examples)
+    expected_truncated = 0
+    for e, subs, enc in zip(examples, subs_of, encoded):
         kept, used = 0, 0
         while kept < len(subs) and used + len(subs[kept]) <= room:
             used += len(subs[kept])
@@ -1291,7 +1300,7 @@ def test_subword_alignment_units_targets_and_truncation_200_examples(examples, a
                 want_tags.append(tag)
                 u += 1
         units += [-1] * len(suffix)
-        assert enc.units == units
+        assert enc.units == units, (alignment, training)
         seen = [x for x in enc.units if x >= 0]
         n_units = len(set(seen))
         assert sorted(set(seen)) == list(range(n_units)) and seen == sorted(seen)
@@ -1300,7 +1309,7 @@ def test_subword_alignment_units_targets_and_truncation_200_examples(examples, a
             assert enc.target is None
         else:
             assert len(enc.target) == n_units
-            assert [labels.names[t] for t in enc.target] == want_tags
+            assert [labels.names[t] for t in enc.target] == want_tags, (alignment, training)
     assert truncated == expected_truncated
 
 

@@ -42,7 +42,8 @@ def _check(value, allowed, name):
 
 
 def parse_unmask(spec: str, num_layers: int | None) -> frozenset[int]:
-    """'none' | 'all' | 'from:K' | 'i,j,k' -> the set of bidirectional layer indices.
+    """'none' | 'all' | 'from:K' | 'from:F' | 'i,j,k' -> the set of bidirectional layer indices
+    (K a layer index; F a fraction of the depth in [0, 1): from:0.33 of 30 layers = from:10).
 
     With ``num_layers=None`` only the syntax is checked.
     """
@@ -54,14 +55,22 @@ def parse_unmask(spec: str, num_layers: int | None) -> frozenset[int]:
         return frozenset(range(n)) if num_layers is not None else frozenset()
     try:
         if spec.startswith("from:"):
-            k = int(spec[5:])
+            value = spec[5:]
+            if "." in value:  # a fraction of the depth: from:0.33 = the last two thirds of the layers
+                fraction = float(value)
+                if not 0.0 <= fraction < 1.0:
+                    raise ValueError(value)
+                k = round(fraction * n) if num_layers is not None else 0
+            else:
+                k = int(value)
             layers = set(range(k, n)) if num_layers is not None else {k}
             if k < 0 or (num_layers is not None and k >= num_layers):
                 raise IndexError(k)
         else:
             layers = {int(x) for x in spec.split(",") if x.strip()}
     except ValueError:
-        raise ConfigError(f"unmask={spec!r} is not valid; use none, all, from:K or a list like 0,5,11") from None
+        raise ConfigError(f"unmask={spec!r} is not valid; use none, all, from:K (a layer), from:F (a fraction in "
+                          "[0, 1) of the depth, e.g. from:0.33) or a list like 0,5,11") from None
     except IndexError:
         raise ConfigError(f"unmask={spec!r}: K must be in 0..{n - 1} (the model has {n} layers)") from None
     bad = sorted(i for i in layers if i < 0 or i >= n)

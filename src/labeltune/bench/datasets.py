@@ -66,7 +66,7 @@ def prepare(ds: BenchDataset, root: Path, train_size: int | None, seed: int, wor
             raise ConfigError(f"{p} not found; point --data-root at the folder with the benchmark data")
     work.mkdir(parents=True, exist_ok=True)
     # both splits are rewritten as UTF-8 (TREC ships Latin-1 bytes, which the readers rightly reject)
-    return (_subset(ds, src_train, train_size, seed, work / f"{ds.name}-train-{seed}"),
+    return (_subset(ds, src_train, train_size, seed, work / f"{ds.name}-train{train_size or ''}-{seed}"),
             _subset(ds, src_eval, eval_size, EVAL_SEED, work / f"{ds.name}-eval-{eval_size or 'all'}"))
 
 

@@ -56,7 +56,9 @@ def _ls(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
     for key in ("pooling", "unmask", "label_alignment"):
         if key in method:
             settings["model"][key] = method[key]
-    for section in ("lora", "train"):
+    if ds.verbalizers:  # the label words head_init=labels reads (the prompting baseline's)
+        settings["model"]["label_words"] = dict(ds.verbalizers)
+    for section in ("model", "lora", "train"):
         settings.setdefault(section, {}).update(method.get(section, {}))
     run = work / f"run-{ds.name}-{method['name'].replace(' ', '_').replace(':', '')}-{seed}"
     fit(RunConfig.from_dict(settings), str(train_file), None, run, overwrite=True, progress=False, echo=lambda s: None)
@@ -167,10 +169,14 @@ def _encoder(ds, method, suite, model, train_file, eval_file, seed, work) -> dic
 _METHODS = {"ls": _ls, "prompt": _prompt, "encoder": _encoder}
 
 
+def _reads_no_training_data(method: dict) -> bool:
+    return method["kind"] == "prompt" and int(method.get("shots", 0)) == 0
+
+
 def _method_seeds(method: dict, seeds: list[int]) -> list[int]:
     """Seeds a method runs with: all by default, the first n with ``seeds: n``; zero-shot prompting
     reads no training data and is deterministic, so it runs once."""
-    if method["kind"] == "prompt" and int(method.get("shots", 0)) == 0:
+    if _reads_no_training_data(method):
         return seeds[:1]
     return seeds[: int(method.get("seeds", len(seeds)))]
 
@@ -190,21 +196,30 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
         old = json.loads(previous.read_text())
         if old.get("suite") == suite["name"] and old.get("model") == model:
             results.update(rows=old["rows"], started=old["started"], wall_s=old.get("wall_s", 0.0))
-    done = {(r["dataset"], r["method"], r["seed"]) for r in results["rows"]}
+    done = {(r["dataset"], r.get("train_size", suite.get("train_size")), r["method"], r["seed"])
+            for r in results["rows"]}
     t_all = time.perf_counter() - results["wall_s"]
+    zero_shot: dict = {}
     for name in names:
         ds = DATASETS[name]
-        for seed in seeds:
+        for size, seed in [(n, s) for n in _train_sizes(suite, ds.task) for s in seeds]:
             todo = [m for m in suite["methods"] if ds.task in m.get("tasks", ["sequence", "token"])
                     and name in m.get("datasets", [name]) and seed in _method_seeds(m, seeds)
-                    and (name, m["name"], seed) not in done]
+                    and (name, size, m["name"], seed) not in done]
             if not todo:
                 continue
-            train_file, eval_file = prepare(ds, data_root, suite.get("train_size"), seed, work, suite.get("eval_size"))
+            train_file, eval_file = prepare(ds, data_root, size, seed, work, suite.get("eval_size"))
             for method in todo:
                 t0 = time.perf_counter()
-                metrics = _METHODS[method["kind"]](ds, method, suite, model, train_file, eval_file, seed, work)
-                row = {"dataset": name, "task": ds.task, "method": method["name"], "seed": seed,
+                run = _METHODS[method["kind"]]
+                if _reads_no_training_data(method):  # zero-shot prompting scores the same at every size
+                    key = (name, method["name"])
+                    if key not in zero_shot:
+                        zero_shot[key] = run(ds, method, suite, model, train_file, eval_file, seed, work)
+                    metrics = zero_shot[key]
+                else:
+                    metrics = run(ds, method, suite, model, train_file, eval_file, seed, work)
+                row = {"dataset": name, "train_size": size, "task": ds.task, "method": method["name"], "seed": seed,
                        "wall_s": time.perf_counter() - t0,
                        **{k: metrics[k] for k in get_task(ds.task).report_metrics}, "n_eval": metrics.get("n")}
                 results["rows"].append(row)
@@ -240,24 +255,39 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _train_sizes(suite: dict, task: str) -> list:
+    """The training-set sizes a suite runs a task at: ``train_sizes: {sequence: [...], token: [...]}``
+    (the data-size sweep), else the one ``train_size`` (None: the whole split)."""
+    return list(suite.get("train_sizes", {}).get(task, [])) or [suite.get("train_size")]
+
+
+def _column(row: dict, suite: dict) -> str:
+    """A table column: the dataset, and its training size in a size sweep (``sst2@300``)."""
+    return f"{row['dataset']}@{row['train_size']}" if suite.get("train_sizes") else row["dataset"]
+
+
 def _cells(results, suite, key=None):
-    """{(method, dataset): [score per seed]} for the primary metric (or ``key``) of each task."""
+    """{(method, column): [score per seed]} for the primary metric (or ``key``) of each task."""
     methods = list(dict.fromkeys(m["name"] for m in suite["methods"]))  # a name may span several entries
-    datasets = list(dict.fromkeys(r["dataset"] for r in results["rows"]))
+    datasets = list(dict.fromkeys(_column(r, suite) for r in results["rows"]))
     cells: dict[tuple[str, str], list[float]] = {}
     for r in results["rows"]:
         k = key or get_task(r["task"]).report_metrics[0]
         if r.get(k) is not None:
-            cells.setdefault((r["method"], r["dataset"]), []).append(r[k])
+            cells.setdefault((r["method"], _column(r, suite)), []).append(r[k])
     return methods, datasets, cells
 
 
 _SHORT = {"accuracy": "acc", "f1": "entity F1"}
 
 
-def _metric(dataset: str) -> str:
-    """The headline metric of a dataset's task (the table's cells)."""
-    return get_task(DATASETS[dataset].task).report_metrics[0]
+def _task(column: str):
+    return get_task(DATASETS[column.partition("@")[0]].task)
+
+
+def _metric(column: str) -> str:
+    """The headline metric of a column's task (the table's cells)."""
+    return _task(column).report_metrics[0]
 
 
 def _fmt(values: list[float] | None, most: int = 0) -> str:
@@ -277,7 +307,7 @@ def results_table(results: dict, suite: dict) -> str:
     most = max((len(v) for v in cells.values()), default=0)
     lines = [head, "|---" * (len(datasets) + 1) + "|"]
     lines += [f"| {m} | " + " | ".join(_fmt(cells.get((m, d)), most) for d in datasets) + " |" for m in methods]
-    seq = [d for d in datasets if "macro_f1" in get_task(DATASETS[d].task).report_metrics]
+    seq = [d for d in datasets if "macro_f1" in _task(d).report_metrics]
     if seq:
         _, _, macro = _cells(results, suite, "macro_f1")
         lines += ["", "Macro-F1 (sequence tasks):", "", "| method | " + " | ".join(seq) + " |", "|---" * (1 + len(seq)) + "|"]
