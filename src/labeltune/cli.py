@@ -69,6 +69,10 @@ def train(
     attn_implementation: Optional[str] = typer.Option(None, help="sdpa | eager"),
     label_alignment: Optional[str] = typer.Option(None, help="token task: first | last | mean | all"),
     head_dropout: Optional[float] = typer.Option(None),
+    head_init: Optional[str] = typer.Option(None, help="random | labels (the head from the model's output "
+                                            "embeddings of the label words; sequence task)"),
+    label_words: Optional[str] = typer.Option(None, help="the word of each label for --head-init labels: "
+                                              "0=negative,1=positive (default: the label names)"),
     lora_r: Optional[int] = typer.Option(None), lora_alpha: Optional[int] = typer.Option(None),
     lora_dropout: Optional[float] = typer.Option(None),
     lora_target_modules: Optional[str] = typer.Option(None, help="comma list or all-linear"),
