@@ -12,7 +12,8 @@ from typing import Any, Sequence
 from ..config import DataSettings
 from ..errors import DataError
 from .examples import TokenExample
-from .readers import Records, _lines, in_memory_records, is_in_memory, open_text, rows_hf, rows_jsonl, source_name
+from .readers import (Records, check_unicode, in_memory_records, is_in_memory, open_text, rows_hf, rows_jsonl, split_lines,
+                      source_name)
 
 __all__ = ["TokenExample", "read_token_examples", "normalise_tags", "token_format"]
 
@@ -26,7 +27,7 @@ def normalise_tags(tags: Sequence[str], source: str = "data", where: str | None 
     the previous tag's type."""
     out, prev = [], "O"
     for k, tag in enumerate(tags):
-        if not isinstance(tag, str) or not _TAG.match(tag):
+        if not isinstance(tag, str) or not _TAG.fullmatch(tag):
             at = f"line {lines[k]}" if lines else where
             raise DataError(source, at, f"invalid tag {tag!r}", "use O or B-/I-/E-/S- followed by a type, e.g. B-PER")
         if tag == "O":
@@ -72,7 +73,7 @@ def _read_conll(path: Path, settings: DataSettings, require_labels: bool) -> lis
             examples.append(TokenExample(list(tokens), norm, where))
         tokens.clear(), tags.clear(), lines.clear()
 
-    for line_no, raw in enumerate(_lines(text), start=1):
+    for line_no, raw in enumerate(split_lines(text), start=1):
         line = raw.replace("\ufeff", "").strip()  # byte-order marks glued to tokens or alone on a line
         if not line:
             flush()
@@ -117,6 +118,9 @@ def _read_token_rows(records: Records, settings: DataSettings, require_labels: b
         if bad:
             raise DataError(name, where, f"word {bad[0]!r} is empty or not text",
                             "give each word as a non-empty string")
+        for word in toks:
+            if isinstance(word, str):
+                check_unicode(word, name, where, "a word")
         tags = None
         if require_labels:
             column = _tag_column(row, settings)

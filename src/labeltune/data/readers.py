@@ -20,7 +20,7 @@ from ..errors import DataError
 from .examples import TextExample
 
 __all__ = ["TextExample", "Records", "read_text_examples", "read_records", "detect_format", "open_text",
-           "rows_jsonl", "rows_hf", "in_memory_records", "is_in_memory", "source_name"]
+           "rows_jsonl", "rows_hf", "in_memory_records", "is_in_memory", "source_name", "split_lines", "check_unicode"]
 
 _EXT = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
         ".conll": "conll", ".bio": "conll", ".iob": "conll"}
@@ -82,18 +82,30 @@ def open_text(path: Path) -> str:
     return text
 
 
-def _lines(text: str) -> list[str]:
+def split_lines(text: str) -> list[str]:
     """Lines split on \\n, \\r\\n or a lone \\r only (str.splitlines also splits on \\x0b, \\x1c, \\u2028 …,
     which may sit inside a text)."""
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
+def _drop_trailing_blank_lines(text: str) -> str:
+    """``text`` without whitespace-only lines at its end, ending in one newline."""
+    text = text.rstrip("\r\n")
+    while True:
+        cut = max(text.rfind("\n"), text.rfind("\r"))
+        if cut < 0 or text[cut + 1:].strip(" \t"):
+            return text + "\n"
+        text = text[:cut].rstrip("\r\n")
+
+
 def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[dict, str]]:
-    text = open_text(path).rstrip("\r\n") + "\n"  # blank lines at the very end are no rows
+    text = _drop_trailing_blank_lines(open_text(path))  # blank lines at the very end are no rows
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     # newline="": the csv module splits records itself (\n, \r\n or \r), and keeps them inside quotes
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     kind = "TSV" if delimiter == "\t" else "CSV"
+    if len(text) > csv.field_size_limit():  # a field may be as long as the file (the limit only ever grows)
+        csv.field_size_limit(len(text))
     try:
         header = [h.strip() for h in next(reader)]
         if len(set(header)) != len(header) or not all(header):
@@ -114,7 +126,7 @@ def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[dict, str]]:
 
 
 def rows_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
-    for line_no, line in enumerate(_lines(open_text(path)), start=1):
+    for line_no, line in enumerate(split_lines(open_text(path)), start=1):
         if not line.strip():
             continue
         try:
@@ -122,6 +134,9 @@ def rows_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
         except json.JSONDecodeError as e:
             raise DataError(path, f"line {line_no}", f"not valid JSON ({e.msg} at column {e.colno})",
                             "write one JSON object per line") from None
+        except (RecursionError, ValueError) as e:  # nesting too deep; an integer of over 4,300 digits
+            raise DataError(path, f"line {line_no}", f"JSON this parser cannot read ({type(e).__name__}: "
+                            f"{str(e)[:80]})", "write one flat JSON object per line") from None
         if not isinstance(row, dict):
             raise DataError(path, f"line {line_no}", f"expected a JSON object, found {type(row).__name__}",
                             'write one object per line, e.g. {"text": "...", "label": "..."}')
@@ -145,7 +160,7 @@ def _rows_parquet(path: Path) -> Iterator[tuple[dict, str]]:
 
 def _rows_label_text(path: Path, text_column: str, label_column: str) -> Iterator[tuple[dict, str]]:
     """``LABEL text`` a line (SST-5, TREC): the label is everything before the first whitespace."""
-    for line_no, line in enumerate(_lines(open_text(path)), start=1):
+    for line_no, line in enumerate(split_lines(open_text(path)), start=1):
         if not line.strip():
             continue
         parts = line.strip().split(None, 1)
@@ -199,6 +214,9 @@ def in_memory_records(data: Any) -> Records:
     """A list (or tuple) of dicts, a pandas DataFrame or a ``datasets.Dataset`` as rows."""
     name = source_name(data)
     if _is_dataframe(data):
+        if not data.columns.is_unique:
+            repeated = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+            raise DataError(name, None, f"columns {repeated} appear more than once", "give every column a unique name")
         records = data.to_dict("records")
         index = list(data.index)
         rows = [({k: (None if _missing(v) else v) for k, v in r.items()}, f"row {i + 1} (index {index[i]})")
@@ -241,8 +259,21 @@ def read_records(source: Any, settings: DataSettings) -> Records:
                     "use --task token for CoNLL files, or give a csv/tsv/jsonl/parquet file")
 
 
-def _clean_label(value, settings: DataSettings, names: list[str] | None):
-    if names is not None and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+def check_unicode(value: str, source: str, where: str, what: str) -> None:
+    """A DataError for text that is not valid Unicode (a lone surrogate from a JSON escape like \\ud800),
+    which no tokenizer accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(source, where, f"{what} holds {value[e.start]!r}, half of a surrogate pair (not Unicode)",
+                        "remove it or write the whole character") from None
+
+
+def _clean_label(value, settings: DataSettings, names: list[str] | None, source: str, where: str):
+    if names is not None and isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < len(names):  # -1: the datasets marker for "no label" (e.g. a test split)
+            raise DataError(source, where, f"label id {value} is not one of the {len(names)} class ids",
+                            "give every row a label (or use predict for unlabelled data)")
         return names[value]  # datasets.ClassLabel id -> its name
     if isinstance(value, str):
         value = value.strip()
@@ -275,10 +306,11 @@ def read_text_examples(source: Any, settings: DataSettings, require_labels: bool
             if not isinstance(value, str) or not value.strip():
                 problem = "is empty" if _missing(value) or isinstance(value, str) else f"is not text ({value!r})"
                 raise DataError(name, where, f"text in column {col!r} {problem}", "fill it in or remove the row")
+            check_unicode(value, name, where, f"text in column {col!r}")
             texts.append(value.strip())
         label = None
         if require_labels:
-            label = _clean_label(row.get(settings.label_column), settings, label_names)
+            label = _clean_label(row.get(settings.label_column), settings, label_names, name, where)
             if _missing(label) or (isinstance(label, str) and not label):
                 raise DataError(name, where, f"label in column {settings.label_column!r} is empty",
                                 "give every row a label (or use predict for unlabelled text)")

@@ -50,6 +50,9 @@ def encode_token_examples(tokenizer, examples: Sequence, labels, config, source:
     align = config.model.label_alignment
     max_len = config.data.max_length
     prefix, suffix = _special_tokens(tokenizer)
+    if len(prefix) + len(suffix) >= max_len:
+        raise ConfigError(f"max_length={max_len} leaves no room for words beside the tokenizer's "
+                          f"{len(prefix) + len(suffix)} special tokens; raise --max-length")
     words = [(" " if k else "") + w for e in examples for k, w in enumerate(e.tokens)]
     pieces = tokenizer(words, add_special_tokens=False)["input_ids"] if words else []
     index = labels.index if labels else None
