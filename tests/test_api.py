@@ -129,11 +129,14 @@ def test_1_cli_token_task_trains_with_the_token_head_dropout(tmp_path, tiny_llam
     result = CliRunner().invoke(app, ["train", "--model", str(tiny_llama), "--task", "token", "--train", str(data),
                                       "--output", str(tmp_path / "run"), "--epochs", "1", "--quiet"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["head_dropout"] == 0.1
-    assert LabelModel.from_pretrained(tmp_path / "run").head.dropout.p == 0.1
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert saved["head_dropout"] == 0.1 and saved["unmask"] == "from:0.33"  # the token task's defaults, resolved
+    loaded = LabelModel.from_pretrained(tmp_path / "run")
+    assert loaded.head.dropout.p == 0.1 and loaded.bidirectional == {1}  # 2 layers: the last is unmasked
     # an explicit value wins, for either task; the sequence default stays 0
     assert labeltune.RunConfig().with_settings(task="token", head_dropout=0.3).model.head_dropout == 0.3
     assert tiny_label_model(tiny_llama).config.model.head_dropout == 0.0
+    assert tiny_label_model(tiny_llama).config.model.unmask == "none"
 
 
 def test_2_predict_on_a_token_run_and_pair_checks(tiny_llama):

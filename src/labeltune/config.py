@@ -95,7 +95,7 @@ class ModelSettings:
     task: str = field(default="sequence", metadata={"help": "sequence (one label per text) or token (a tag per word)"})
     pooling: str = field(default="last", metadata={"help": "sequence pooling over real tokens: last, mean or max"})
     problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
-    unmask: str = field(default="none", metadata={"help": "bidirectional layers: none, all, from:K or i,j,k"})
+    unmask: str | None = field(default=None, metadata={"help": "bidirectional layers: none, all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; None: the task's default (sequence none, token from:0.33)"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
     head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (None: the task's default, 0.1 token task, 0 sequence)"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
@@ -123,8 +123,9 @@ class ModelSettings:
         # would let a default of one task survive a later switch of task (with_overrides)
         if self.head_dropout is not None and not 0.0 <= self.head_dropout < 1.0:
             raise ConfigError(f"head_dropout={self.head_dropout} must be in [0, 1)")
-        self.unmask = str(self.unmask).replace(" ", "")
-        parse_unmask(self.unmask, num_layers=None)  # syntax; the layer range is checked at load
+        if self.unmask is not None:
+            self.unmask = str(self.unmask).replace(" ", "")
+            parse_unmask(self.unmask, num_layers=None)  # syntax; the layer range is checked at load
         from .tasks import get_task
 
         get_task(self.task).check_settings(self)

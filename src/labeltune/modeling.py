@@ -67,6 +67,9 @@ class LabelModel(nn.Module):
         self.task = get_task(config.model.task)
         base_config = self.base_model.config
         self.num_layers = base_config.num_hidden_layers
+        if config.model.unmask is None or config.model.head_dropout is None:
+            config = self.task.with_defaults(config)
+            self.config = config
         self.bidirectional = parse_unmask(config.model.unmask, self.num_layers)
         self.can_plan = base_config.model_type in attention.SUPPORTED_FAMILIES
         # the backend actually loaded (a family without SDPA falls back to its own eager attention)
@@ -85,15 +88,13 @@ class LabelModel(nn.Module):
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: RunConfig, labels: LabelMap, dtype: torch.dtype | None = None) -> "LabelModel":
-        """A fresh model: pretrained backbone, new LoRA adapters, new head. The template and the head
-        dropout are resolved here and recorded in ``model.config`` (saved with the run)."""
+        """A fresh model: pretrained backbone, new LoRA adapters, new head. The template and the task's
+        defaults (head dropout, unmasked layers) are resolved here and recorded in ``model.config``
+        (saved with the run)."""
         backbone, tokenizer, source = load_backbone(config.model.name, config.model.attn_implementation, dtype)
         backbone.config.use_cache = False
         template = resolve_template(config.data.template, tokenizer, config.model.task, bool(config.data.text_pair_column))
-        dropout = config.model.head_dropout
-        config = config.with_overrides({"data": {"template": template or "none"},
-                                        "model": {"head_dropout": get_task(config.model.task).default_head_dropout
-                                                  if dropout is None else dropout}})
+        config = get_task(config.model.task).with_defaults(config.with_overrides({"data": {"template": template or "none"}}))
         model = cls(_apply_lora(backbone, config.lora), tokenizer, config, labels, source)
         model.task.init_head(model)
         return model

@@ -23,6 +23,7 @@ class Task:
     name: str = ""
     uses_template = False  # whether data.template (a wrapper around each text) applies
     default_head_dropout = 0.0
+    default_unmask = "none"
     report_metrics: tuple[str, ...] = ()  # the columns of bench tables
 
     # ---- settings -------------------------------------------------------------------------------
@@ -31,6 +32,15 @@ class Task:
 
     def check_run(self, config: "RunConfig") -> None:
         """Reject combinations of sections this task cannot honour (ConfigError)."""
+
+    def with_defaults(self, config: "RunConfig") -> "RunConfig":
+        """``config`` with this task's defaults for the settings left at None (head dropout, unmasked
+        layers): resolved when a model is built and saved with the run, so a later switch of task
+        never inherits another task's default."""
+        m = config.model
+        return config.with_overrides({"model": {
+            "head_dropout": self.default_head_dropout if m.head_dropout is None else m.head_dropout,
+            "unmask": self.default_unmask if m.unmask is None else m.unmask}})
 
     # ---- data -----------------------------------------------------------------------------------
     def read(self, source: Any, config: "RunConfig", require_labels: bool = True) -> list:

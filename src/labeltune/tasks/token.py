@@ -119,6 +119,9 @@ class TokenTask(Task):
     name = "token"
     uses_template = False
     default_head_dropout = 0.1
+    # bidirectional attention in the last two thirds of the layers (LS-unLLaMA; from:10 of SmolLM2's 30):
+    # docs/RESULTS.md, the sizes suite, compares it with the causal model at 300 and 1,000 sentences
+    default_unmask = "from:0.33"
     report_metrics = ("f1",)
 
     def check_settings(self, model):
