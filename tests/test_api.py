@@ -77,14 +77,25 @@ def test_from_pretrained_reads_a_hub_repository_through_huggingface_hub(tmp_path
     model = tiny_label_model(tiny_llama)
     model.save_pretrained(tmp_path / "snapshot")
     asked = []
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo: asked.append(repo) or str(tmp_path / "snapshot"))
+    def download(repo, allow_patterns):
+        asked.append((repo, "adapter/*" in allow_patterns and "*" not in allow_patterns))
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
     loaded = LabelModel.from_pretrained("someone/sentiment-run")
-    assert asked == ["someone/sentiment-run"] and torch.equal(_logits(loaded, POS), _logits(model, POS))
+    assert asked == [("someone/sentiment-run", True)]  # the run's files only, never a whole repository
+    assert torch.equal(_logits(loaded, POS), _logits(model, POS)) and loaded.run_dir is None
+    # a mistyped local path stays a local error (its folder exists): no network
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="runs/sst2x is not a complete labeltune run"):
+        LabelModel.from_pretrained("runs/sst2x")
+    assert len(asked) == 1
 
     def offline(repo):
         raise OSError("no network")
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, allow_patterns: offline(repo))
     with pytest.raises(ConfigError, match="someone/other: no such run directory.*Hugging Face Hub failed"):
         LabelModel.from_pretrained("someone/other")
 
@@ -272,3 +283,59 @@ def test_token_task_predicts_on_a_sliding_window_family(tmp_path):
     path = make_tiny_dir(tmp_path, "mistral")
     model = tiny_label_model(path, labels=("O", "B-PER", "I-PER"), task="token", unmask="all")
     assert len(model.predict("john smith lives")["tags"]) == 3
+
+
+# ---- found in review --------------------------------------------------------------------------------
+def test_token_default_runs_causal_on_a_family_that_cannot_unmask(tmp_path, caplog):
+    # the token task's default (from:0.33) needs labeltune's attention hook; OLMo is not wired: causal, said
+    from transformers import AutoConfig, AutoModel
+
+    from helpers import TINY, make_tokenizer
+
+    path = tmp_path / "olmo"
+    AutoModel.from_config(AutoConfig.for_model("olmo", **TINY)).save_pretrained(path)
+    make_tokenizer().save_pretrained(path)
+    cfg = labeltune.RunConfig.from_dict({"model": {"name": str(path), "task": "token"},
+                                        "lora": {"target_modules": "q_proj,v_proj"}})
+    with caplog.at_level("WARNING"):
+        model = LabelModel.from_config(cfg, labeltune.data.LabelMap(["O", "B-PER", "I-PER"]))
+    assert model.config.model.unmask == "none" and "cannot unmask attention" in caplog.text
+    assert len(model.predict("john smith lives")["tags"]) == 3
+    with pytest.raises(ConfigError, match="model family 'olmo' is not supported"):  # asked for: refused
+        LabelModel.from_config(cfg.with_settings(unmask="all"), labeltune.data.LabelMap(["O", "B-PER"]))
+
+
+def test_two_fits_in_one_process_may_use_different_precisions(tiny_llama):
+    rows = ROWS * 2
+    first = labeltune.train(rows, model=str(tiny_llama), mixed_precision="no", epochs=1, **FAST)
+    second = labeltune.train(rows, model=str(tiny_llama), mixed_precision="bf16", epochs=1, **FAST)
+    assert first.config.train.mixed_precision == "no" and second.config.train.mixed_precision == "bf16"
+
+
+def test_head_init_and_label_words_are_checked_before_a_model_loads():
+    with pytest.raises(ConfigError, match="head_init=labels needs problem_type=single_label"):
+        labeltune.RunConfig().with_settings(head_init="labels", problem_type="multi_label")
+    with pytest.raises(ConfigError, match="label_words names \\['po'\\], which are not labels"):
+        labeltune.train(ROWS, model="/nonexistent", label_words="po=positive,neg=negative")
+
+
+@pytest.mark.parametrize("bad,problem", [([float("nan")], "text #1 is nan"), (["fine", "  "], "text #2 is empty"),
+                                         (["a\ud800b"], "text #1 holds half of a surrogate pair")])
+def test_predict_checks_raw_texts(tiny_llama, bad, problem):
+    model = tiny_label_model(tiny_llama)
+    with pytest.raises(ConfigError, match=problem):
+        model.predict(bad)
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    import os
+
+    from labeltune.atomic import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "out.jsonl", "{}\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.jsonl").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]

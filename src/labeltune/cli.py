@@ -65,7 +65,8 @@ def train(
     task: Optional[str] = typer.Option(None, help="sequence | token"),
     pooling: Optional[str] = typer.Option(None, help="last | mean | max"),
     problem_type: Optional[str] = typer.Option(None, help="single_label | multi_label | regression"),
-    unmask: Optional[str] = typer.Option(None, help="none | all | from:K | i,j,k (bidirectional layers)"),
+    unmask: Optional[str] = typer.Option(None, help="none | all | from:K | from:F | i,j,k (bidirectional layers; "
+                                         "default: none for sequence, from:0.33 for token)"),
     attn_implementation: Optional[str] = typer.Option(None, help="sdpa | eager"),
     label_alignment: Optional[str] = typer.Option(None, help="token task: first | last | mean | all"),
     head_dropout: Optional[float] = typer.Option(None),

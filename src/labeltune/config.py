@@ -251,14 +251,14 @@ class RunConfig:
         return cls(**{k: _from_dict(c, data.get(k)) for k, c in sections.items()})
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
         """Load JSON or YAML (by extension)."""
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config ({e.strerror}); check the path") from None
         try:

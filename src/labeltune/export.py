@@ -37,7 +37,9 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
 
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    run, output = Path(run), Path(output)
+    from .rundir import local_run_path
+
+    run, output = local_run_path(run), Path(output)
     if output.resolve() == run.resolve() or output.resolve() in run.resolve().parents:
         raise ConfigError(f"{output} is the run or a folder that holds it; export to a new directory")
     if is_merged(run):
@@ -56,7 +58,7 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
         base = model.backbone.merge_and_unload()  # (PEFT) folds every LoRA pair into its linear layer
         base.to(DTYPES[dtype]).save_pretrained(tmp / "backbone")
         model.tokenizer.save_pretrained(tmp / "backbone")  # backbone/ is a complete HF model directory
-        info = json.loads((run / "backbone.json").read_text())
+        info = json.loads((run / "backbone.json").read_text(encoding="utf-8"))
         info.update(merged=True, dtype=dtype, merged_from=str(run))
         write_json_atomic(tmp / "backbone.json", info)
         del model, base  # one backbone in memory at a time (a 7B model in fp32 is 28 GB)
@@ -68,9 +70,7 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
 
 
 def _probe_logits(model) -> list[torch.Tensor]:
-    pairs = PROBES if model.config.data.text_pair_column else None
-    encoded, _ = model.task.encode(model, model.task.from_texts(PROBES, pairs, model.config), with_targets=False,
-                                   source="export probes")
+    encoded, _ = model.encode(PROBES, PROBES if model.config.data.text_pair_column else None)
     return model.logits(encoded)
 
 

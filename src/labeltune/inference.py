@@ -24,18 +24,21 @@ def _load(run, device):
 
 def evaluate_run(run: str | Path, data: Any, out: str | Path | None = None, model=None,
                  device: str | None = None) -> dict[str, Any]:
-    """Metrics of ``run`` on ``data``; written to RUN/metrics.json (keeping the training record) and ``out``."""
+    """Metrics of ``run`` on ``data``; written to RUN/metrics.json (keeping the training record; not
+    for a run read from the Hugging Face Hub) and to ``out``."""
     from .data.readers import source_name
 
-    run = Path(run)
     model = model or _load(run, device)
     metrics = model.evaluate(data)
     metrics["eval_data"] = source_name(data)
-    previous = json.loads((run / EVALUATE_WRITES).read_text()) if (run / EVALUATE_WRITES).exists() else {}
-    for key in TRAINING_KEYS:
-        if key in previous:
-            metrics.setdefault(key, previous[key])
-    write_json_atomic(run / EVALUATE_WRITES, metrics)
+    local = Path(run) if model.run_dir is None and Path(run).is_dir() else model.run_dir
+    if local is not None:
+        previous = json.loads((local / EVALUATE_WRITES).read_text(encoding="utf-8")) \
+            if (local / EVALUATE_WRITES).exists() else {}
+        for key in TRAINING_KEYS:
+            if key in previous:
+                metrics.setdefault(key, previous[key])
+        write_json_atomic(local / EVALUATE_WRITES, metrics)
     if out:
         write_json_atomic(out, metrics)
     return metrics

@@ -6,6 +6,7 @@ the input format of the sequence task is ``self.template``; the run directory is
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +29,8 @@ from .tasks import get_task
 from .template import Template, resolve_template
 
 __all__ = ["LabelModel", "LabelOutput"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class LabelModel(nn.Module):
         self.max_pools_closing = False  # runs before 0.2: max pooling read the template's closing tokens
         self.class_weights: torch.Tensor | None = None
         self.metrics: dict[str, Any] = {}  # the last evaluation (set by training)
+        self.run_dir: Path | None = None  # the local run directory it was loaded from (not a Hub snapshot)
         self.train_log: list[dict] = []
 
     # ---- construction -------------------------------------------------------------------------
@@ -94,7 +98,12 @@ class LabelModel(nn.Module):
         backbone, tokenizer, source = load_backbone(config.model.name, config.model.attn_implementation, dtype)
         backbone.config.use_cache = False
         template = resolve_template(config.data.template, tokenizer, config.model.task, bool(config.data.text_pair_column))
-        config = get_task(config.model.task).with_defaults(config.with_overrides({"data": {"template": template or "none"}}))
+        overrides: dict[str, dict] = {"data": {"template": template or "none"}}
+        if config.model.unmask is None and backbone.config.model_type not in attention.SUPPORTED_FAMILIES:
+            log.warning("%s: family %r cannot unmask attention; the %s task's default runs causal (unmask none)",
+                        config.model.name, backbone.config.model_type, config.model.task)
+            overrides["model"] = {"unmask": "none"}
+        config = get_task(config.model.task).with_defaults(config.with_overrides(overrides))
         model = cls(_apply_lora(backbone, config.lora), tokenizer, config, labels, source)
         model.task.init_head(model)
         return model
@@ -221,7 +230,8 @@ class LabelModel(nn.Module):
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
                       tmp / "head.safetensors")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
-            write_backbone_info(tmp, self.config.model.name, self.source, self.base_model.config)
+            write_backbone_info(tmp, self.config.model.name, self.source, self.base_model.config,
+                                **({"max_pools_closing": True} if self.max_pools_closing else {}))
             if self.metrics or self.train_log:
                 write_training_record(tmp, self)
 
@@ -230,9 +240,10 @@ class LabelModel(nn.Module):
                         dtype: torch.dtype | None = None) -> "LabelModel":
         """Load a run directory (from ``labeltune train``, ``save_pretrained`` or ``labeltune export``),
         or a Hugging Face Hub repository holding one (``user/name``; needs network access)."""
-        from .rundir import read_run
+        from .rundir import local_run_path, read_run
 
-        run = read_run(_local_run(path))
+        local = local_run_path(path)
+        run = read_run(local)
         backbone, _, source = load_backbone(run.backbone, run.config.model.attn_implementation, dtype)
         backbone.config.use_cache = False
         if run.adapter is not None:
@@ -241,20 +252,7 @@ class LabelModel(nn.Module):
             backbone = PeftModel.from_pretrained(backbone, run.adapter)
         model = cls(backbone, load_tokenizer(str(run.tokenizer)), run.config, run.labels, source)
         model.max_pools_closing = run.max_pools_closing
+        model.run_dir = run.path if local == Path(path).expanduser() else None  # None: a Hub snapshot
         model.head.load_state_dict(load_file(run.head))
         model.eval()
         return model.to(device) if device is not None else model
-
-
-def _local_run(path: str | Path) -> Path:
-    """A local run directory, or a Hub id (``owner/name``) downloaded with huggingface_hub."""
-    local = Path(path).expanduser()
-    if local.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1:
-        return local
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(str(path)))
-    except Exception as e:  # offline, unknown repository, no permission
-        raise ConfigError(f"{path}: no such run directory, and fetching it from the Hugging Face Hub failed "
-                          f"({type(e).__name__}: {e}); give a local run directory or check the repository id") from None

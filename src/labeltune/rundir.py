@@ -26,10 +26,13 @@ from typing import Any, Iterator
 from .atomic import atomic_directory, write_json_atomic
 from .errors import ConfigError
 
-__all__ = ["REQUIRED", "EVALUATE_WRITES", "TRAINING_KEYS", "check_output", "atomic_run_dir", "is_merged",
+__all__ = ["REQUIRED", "EVALUATE_WRITES", "TRAINING_KEYS", "check_output", "atomic_run_dir", "is_merged", "local_run_path",
            "check_complete", "read_run", "write_backbone_info", "RunFiles"]
 
 REQUIRED = ("config.json", "labels.json", "head.safetensors", "tokenizer", "backbone.json")
+# what `LabelModel.from_pretrained` fetches of a run kept in a Hugging Face Hub repository
+DOWNLOAD_PATTERNS = ("config.json", "labels.json", "head.safetensors", "backbone.json", "metrics.json", "README.md",
+                     "tokenizer/*", "adapter/*", "backbone/*")
 ADAPTER, MERGED = "adapter", "backbone"
 EVALUATE_WRITES = "metrics.json"  # evaluate replaces it, keeping TRAINING_KEYS from training
 TRAINING_KEYS = ("history", "best_epoch", "train_time_s", "train_real_tokens_per_s", "train_examples", "recipe")
@@ -94,13 +97,14 @@ def read_run(path: str | Path) -> RunFiles:
 
     path = Path(path)
     check_complete(path)
-    raw = json.loads((path / "config.json").read_text())
+    raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
     config = RunConfig.from_dict(raw)
     if "template" not in raw.get("data", {}):
         config = config.with_overrides({"data": {"template": "none"}})
-    info = json.loads((path / "backbone.json").read_text())
+    info = json.loads((path / "backbone.json").read_text(encoding="utf-8"))
     files = RunFiles(path, config, LabelMap.load(path / "labels.json"), info)
-    files.max_pools_closing = config.model.pooling == "max" and Version(files.written_by) < Version("0.2")
+    files.max_pools_closing = config.model.pooling == "max" and (
+        Version(files.written_by) < Version("0.2") or bool(info.get("max_pools_closing")))
     return files
 
 
@@ -116,3 +120,20 @@ def write_backbone_info(path: Path, name: str, source: str, base_config, **extra
         "num_hidden_layers": base_config.num_hidden_layers, "hidden_size": base_config.hidden_size,
         "versions": {"labeltune": __version__, "transformers": transformers.__version__, "peft": peft.__version__,
                      "torch": torch.__version__}, **extra})
+
+
+def local_run_path(path: str | Path) -> Path:
+    """A local run directory, or a Hub id (``owner/name``: no such local path, and no local folder
+    ``owner`` either, so a mistyped ``runs/sst2x`` stays a local error) whose run files are downloaded
+    with huggingface_hub (only the run directory's files, not a whole model repository)."""
+    local = Path(path).expanduser()
+    text = str(path)
+    if local.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1 or local.parent.exists():
+        return local
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text, allow_patterns=list(DOWNLOAD_PATTERNS)))
+    except Exception as e:  # offline, unknown repository, no permission
+        raise ConfigError(f"{path}: no such run directory, and fetching it from the Hugging Face Hub failed "
+                          f"({type(e).__name__}: {e}); give a local run directory or check the repository id") from None

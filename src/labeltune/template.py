@@ -4,7 +4,7 @@
 the user's turn, ending where the assistant's answer begins), encodes texts into it (truncating the
 text, never the template), and knows which tokens are the template's own: the prefix (the same for
 every example: context, never pooled, computed once per batch by ``prefix_cache``) and the closing
-suffix (skipped by max pooling). The token task has no template (``Template.none()``).
+suffix (skipped by max pooling). The token task has none (a Template whose format is None: falsy).
 """
 
 from __future__ import annotations
@@ -102,10 +102,6 @@ class Template:
         self.tokenizer, self.format, self.append_eos = tokenizer, format, append_eos
         self.prefix_ids = self._prefix_ids() if format else []
         self.suffix_ids = self._suffix_ids() if format else []
-
-    @classmethod
-    def none(cls) -> "Template":
-        return cls(None, None)
 
     def __bool__(self) -> bool:
         return self.format is not None

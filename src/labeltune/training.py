@@ -69,6 +69,11 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
 
     t_cfg = config.train
     set_seed(t_cfg.seed)
+    from accelerate.state import AcceleratorState
+
+    # Accelerate keeps its settings in a process-wide singleton: a second fit in the same process (a
+    # notebook, a benchmark) may ask for another precision; the process group itself is kept
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(t_cfg.mixed_precision),
                               gradient_accumulation_steps=t_cfg.grad_accum)
     problem = task.problem(labels)

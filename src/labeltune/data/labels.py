@@ -77,9 +77,10 @@ class LabelMap:
         return index[names[0]]
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"labels": self.names, "problem_type": self.problem_type}, indent=2) + "\n")
+        Path(path).write_text(json.dumps({"labels": self.names, "problem_type": self.problem_type}, indent=2) + "\n",
+                              encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> "LabelMap":
-        d = json.loads(Path(path).read_text())
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(list(d["labels"]), d.get("problem_type", "single_label"))

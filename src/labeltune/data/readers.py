@@ -270,11 +270,11 @@ def check_unicode(value: str, source: str, where: str, what: str) -> None:
 
 
 def _clean_label(value, settings: DataSettings, names: list[str] | None, source: str, where: str):
-    if names is not None and isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value < len(names):  # -1: the datasets marker for "no label" (e.g. a test split)
-            raise DataError(source, where, f"label id {value} is not one of the {len(names)} class ids",
-                            "give every row a label (or use predict for unlabelled data)")
-        return names[value]  # datasets.ClassLabel id -> its name
+    # datasets.ClassLabel ids stay ids (label "1", as 0.2 read them: runs trained on hf: data keep working);
+    # -1, the datasets marker for "no label" (e.g. a test split), is an error, not a class
+    if names is not None and isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < len(names):
+        raise DataError(source, where, f"label id {value} is not one of the {len(names)} class ids",
+                        "give every row a label (or use predict for unlabelled data)")
     if isinstance(value, str):
         value = value.strip()
         if settings.label_delimiter:

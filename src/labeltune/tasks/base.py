@@ -16,7 +16,20 @@ if TYPE_CHECKING:
     from ..data.examples import Encoded
     from ..data.labels import LabelMap
 
-__all__ = ["Task"]
+__all__ = ["Task", "check_texts"]
+
+
+def check_texts(texts: Sequence, what: str) -> None:
+    """Raw input to predict (a list, a pandas column …): every item a non-empty string of valid Unicode."""
+    from ..errors import ConfigError
+
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            raise ConfigError(f"{what} #{i + 1} is {'empty' if isinstance(t, str) else repr(t)}; give non-empty strings")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{what} #{i + 1} holds half of a surrogate pair (not Unicode); remove it") from None
 
 
 class Task:
@@ -70,7 +83,8 @@ class Task:
 
     def class_weights(self, setting: str, encoded: Sequence["Encoded"], labels: "LabelMap"):
         """Loss weights per label: ``none``, ``balanced`` (n / (labels x count), as scikit-learn) or a
-        comma list in label order. Only for single-label cross-entropy."""
+        comma list in label order, for single-label cross-entropy: classes of the sequence task, tags
+        of the token task (counted over the units: most are O)."""
         import torch
 
         from ..errors import ConfigError

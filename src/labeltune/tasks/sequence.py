@@ -3,10 +3,10 @@ from the pooled final states of the text (inside its template)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
-from .base import Task
+from .base import Task, check_texts
 
 __all__ = ["SequenceTask"]
 
@@ -18,6 +18,10 @@ class SequenceTask(Task):
     uses_template = True
     default_head_dropout = 0.0
     report_metrics = ("accuracy", "macro_f1")
+
+    def check_settings(self, model):
+        if model.head_init == "labels" and model.problem_type != "single_label":
+            raise ConfigError("head_init=labels needs problem_type=single_label (a word per class)")
 
     # ---- data -----------------------------------------------------------------------------------
     def read(self, source, config, require_labels=True):
@@ -36,13 +40,20 @@ class SequenceTask(Task):
             raise ConfigError("this run was trained on single texts; give no pairs")
         if pairs is not None and len(pairs) != len(texts):
             raise ConfigError(f"{len(texts)} texts but {len(pairs)} pairs; give one pair per text")
+        check_texts(texts, "text")
+        check_texts(pairs or [], "pair")
         pairs = list(pairs) if pairs is not None else [None] * len(texts)
         return [TextExample(t, p, None, f"--text #{i + 1}") for i, (t, p) in enumerate(zip(texts, pairs))]
 
     def build_labels(self, examples, config):
         from ..data.labels import LabelMap
 
-        return LabelMap.build((e.label for e in examples), config.model.problem_type)
+        labels = LabelMap.build((e.label for e in examples), config.model.problem_type)
+        unknown = sorted(set(config.model.label_words or {}) - set(labels.names))
+        if unknown:
+            raise ConfigError(f"label_words names {unknown}, which are not labels of the training data "
+                              f"({', '.join(labels.names)}); fix the names")
+        return labels
 
     def encode(self, model, examples, with_targets=True, source="data", training=False):
         from ..data.examples import Encoded
@@ -72,8 +83,6 @@ class SequenceTask(Task):
         settings = model.config.model
         if settings.head_init != "labels":
             return
-        if model.labels.problem_type != "single_label":
-            raise ConfigError("head_init=labels needs problem_type=single_label (a word per class)")
         from ..backbone import output_embeddings
 
         words = settings.label_words or {}

@@ -15,7 +15,7 @@ import re
 from typing import Any, Sequence
 
 from ..errors import ConfigError, DataError
-from .base import Task
+from .base import Task, check_texts
 
 __all__ = ["TokenTask", "build_tag_map", "encode_token_examples", "entity_spans", "examples_from_raw_text"]
 
@@ -145,6 +145,7 @@ class TokenTask(Task):
     def from_texts(self, texts, pairs, config):
         if pairs is not None:
             raise ConfigError("token runs tag single texts; give no pairs")
+        check_texts(texts, "text")
         return examples_from_raw_text(texts)
 
     def build_labels(self, examples, config):
