@@ -145,12 +145,23 @@ def predict(run: Path = typer.Argument(..., help="run directory from `labeltune 
 def serve(run: Path = typer.Argument(..., help="run directory from `labeltune train` or `labeltune export`"),
           host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0: every interface)"),
           port: int = typer.Option(8000, help="TCP port"),
-          max_texts: int = typer.Option(256, min=1, help="most texts one request may send"),
+          max_texts: int = typer.Option(256, min=1, help="most texts one request may send (422 beyond)"),
+          max_chars: int = typer.Option(20_000, min=1, help="most characters a text may have (422 beyond)"),
+          max_body_bytes: int = typer.Option(4_000_000, min=1, help="largest request body (413 beyond)"),
+          max_wait_ms: float = typer.Option(5.0, min=0, help="how long a batch waits for more concurrent requests"),
+          api_key: Optional[str] = typer.Option(None, help="require this key (Authorization: Bearer KEY) on "
+                                                "/predict and /info; default: $LABELTUNE_API_KEY, else none"),
           device: str = typer.Option("auto", help=_DEVICE_HELP)):
-    """Serve a run over HTTP: POST /predict {"texts": [...]}, GET /health (needs labeltune[serve])."""
-    from .serve import create_app
+    """Serve a run over HTTP: POST /predict {"texts": [...]}, GET /info, GET /health (needs labeltune[serve])."""
+    from .serve import API_KEY_ENV, ServeLimits, create_app
 
-    app_ = create_app(run, max_texts, device)
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+    if host not in ("127.0.0.1", "localhost", "::1") and not key:
+        typer.secho(f"warning: serving on {host} without an API key: anyone who reaches the port can use the "
+                    f"model (set --api-key or {API_KEY_ENV})", err=True, fg="yellow")
+    limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                         max_wait_ms=max_wait_ms)
+    app_ = create_app(run, max_texts, device, api_key=key, limits=limits)
     import uvicorn
 
     uvicorn.run(app_, host=host, port=port, log_level="info")
