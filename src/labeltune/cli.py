@@ -149,6 +149,8 @@ def serve(run: Path = typer.Argument(..., help="run directory from `labeltune tr
           max_chars: int = typer.Option(20_000, min=1, help="most characters a text may have (422 beyond)"),
           max_body_bytes: int = typer.Option(4_000_000, min=1, help="largest request body (413 beyond)"),
           max_wait_ms: float = typer.Option(5.0, min=0, help="how long a batch waits for more concurrent requests"),
+          batch_tokens: Optional[int] = typer.Option(None, min=1, help="estimated tokens per forward pass (default: "
+                                                     "the run's eval_batch_tokens; 1: one request at a time)"),
           api_key: Optional[str] = typer.Option(None, help="require this key (Authorization: Bearer KEY) on "
                                                 "/predict and /info; default: $LABELTUNE_API_KEY, else none"),
           device: str = typer.Option("auto", help=_DEVICE_HELP)):
@@ -160,7 +162,7 @@ def serve(run: Path = typer.Argument(..., help="run directory from `labeltune tr
         typer.secho(f"warning: serving on {host} without an API key: anyone who reaches the port can use the "
                     f"model (set --api-key or {API_KEY_ENV})", err=True, fg="yellow")
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
-                         max_wait_ms=max_wait_ms)
+                         max_wait_ms=max_wait_ms, batch_tokens=batch_tokens or 0)
     app_ = create_app(run, max_texts, device, api_key=key, limits=limits)
     import uvicorn
 

@@ -43,10 +43,10 @@ class ServeLimits:
     max_chars: int = 20_000  # characters per text
     max_body_bytes: int = 4_000_000  # request body
     max_wait_ms: float = 5.0  # how long a batch waits for more requests
-    batch_tokens: int = 4096  # estimated tokens per forward pass (the run's eval_batch_tokens by default)
+    batch_tokens: int = 0  # estimated tokens per forward pass; 0: the run's eval_batch_tokens; 1: a request a pass
 
     def __post_init__(self):
-        if min(self.max_texts, self.max_chars, self.max_body_bytes, self.batch_tokens) < 1 or self.max_wait_ms < 0:
+        if min(self.max_texts, self.max_chars, self.max_body_bytes) < 1 or self.batch_tokens < 0 or self.max_wait_ms < 0:
             raise ConfigError(f"serve limits must be positive (got {self})")
 
 
@@ -134,9 +134,9 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
     if max_texts < 1:
         raise ConfigError(f"max_texts={max_texts}: a request must be allowed at least one text")
     model = model or LabelModel.from_pretrained(run, device=resolve_device(device))
-    limits = limits or ServeLimits(max_texts=max_texts, batch_tokens=model.config.train.eval_batch_tokens)
+    limits = limits or ServeLimits(max_texts=max_texts)
     key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
-    batcher = MicroBatcher(model, limits.batch_tokens, limits.max_wait_ms)
+    batcher = MicroBatcher(model, limits.batch_tokens or model.config.train.eval_batch_tokens, limits.max_wait_ms)
 
     Text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
 
