@@ -339,3 +339,26 @@ def test_written_files_honour_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "out.jsonl").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_every_run_and_export_has_a_model_card(tmp_path, tiny_llama):
+    import yaml
+
+    from labeltune.export import export_run
+    from labeltune.inference import evaluate_run
+
+    data = ROWS * 2
+    model = labeltune.train(data, data, model=str(tiny_llama), output=tmp_path / "run", epochs=1, **FAST)
+    card = (tmp_path / "run" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["library_name"] == "labeltune" and front["labels"] == ["neg", "pos"]
+    assert front["metrics"]["accuracy"] == round(model.metrics["accuracy"], 4)
+    assert front["base_model"] == str(tiny_llama) and "LabelModel.from_pretrained" in card
+    csv_path = tmp_path / "dev.csv"
+    csv_path.write_text("text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in ROWS[:4]))
+    metrics = evaluate_run(tmp_path / "run", str(csv_path))  # evaluate refreshes the card's metrics
+    front = yaml.safe_load((tmp_path / "run" / "README.md").read_text().split("---")[1])
+    assert front["metrics"]["accuracy"] == round(metrics["accuracy"], 4)
+    export_run(tmp_path / "run", tmp_path / "export")
+    front = yaml.safe_load((tmp_path / "export" / "README.md").read_text().split("---")[1])
+    assert front["labeltune"]["merged"] is True and front["labels"] == ["neg", "pos"]

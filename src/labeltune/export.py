@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .atomic import write_json_atomic
+from .card import write_model_card
 from .errors import ConfigError
 from .rundir import atomic_run_dir, check_output, is_merged
 
@@ -58,6 +59,8 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
         base = model.backbone.merge_and_unload()  # (PEFT) folds every LoRA pair into its linear layer
         base.to(DTYPES[dtype]).save_pretrained(tmp / "backbone")
         model.tokenizer.save_pretrained(tmp / "backbone")  # backbone/ is a complete HF model directory
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8")) if (run / "metrics.json").exists() else {}
+        write_model_card(tmp, model, metrics, exported=True)
         info = json.loads((run / "backbone.json").read_text(encoding="utf-8"))
         info.update(merged=True, dtype=dtype, merged_from=str(run))
         write_json_atomic(tmp / "backbone.json", info)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import write_json_atomic, write_text_atomic
-from .rundir import EVALUATE_WRITES, TRAINING_KEYS
+from .card import write_model_card
+from .rundir import EVALUATE_WRITES, TRAINING_KEYS, is_merged
 
 __all__ = ["evaluate_run", "predict_run", "predict_texts", "format_rows"]
 
@@ -39,6 +40,7 @@ def evaluate_run(run: str | Path, data: Any, out: str | Path | None = None, mode
             if key in previous:
                 metrics.setdefault(key, previous[key])
         write_json_atomic(local / EVALUATE_WRITES, metrics)
+        write_model_card(local, model, metrics, exported=is_merged(local))
     if out:
         write_json_atomic(out, metrics)
     return metrics

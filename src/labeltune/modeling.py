@@ -217,6 +217,7 @@ class LabelModel(nn.Module):
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> None:
         """Write the run directory (see ``rundir``) atomically: settings, labels, adapter, head,
         tokenizer, backbone reference, and the training record (metrics, log, plots) when trained."""
+        from .card import write_model_card
         from .report import write_training_record
         from .rundir import atomic_run_dir, write_backbone_info
 
@@ -234,6 +235,7 @@ class LabelModel(nn.Module):
                                 **({"max_pools_closing": True} if self.max_pools_closing else {}))
             if self.metrics or self.train_log:
                 write_training_record(tmp, self)
+            write_model_card(tmp, self, self.metrics)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,

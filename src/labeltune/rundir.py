@@ -11,6 +11,7 @@
     RUN/train_log.jsonl    one JSON object per logged step / evaluation
     RUN/tensorboard/       the same log as TensorBoard events (when tensorboard is installed)
     RUN/plots/*.png        learning curves, confusion matrix (or per-entity F1)
+    RUN/README.md          model card: YAML front matter (labels, metrics, base model, settings) + how to load
 
 A run is written into a temporary folder and renamed into place (``atomic_run_dir``), so no verb ever
 sees half a run. Runs written by older versions are read through ``read_run``'s migrations.
@@ -34,7 +35,7 @@ REQUIRED = ("config.json", "labels.json", "head.safetensors", "tokenizer", "back
 DOWNLOAD_PATTERNS = ("config.json", "labels.json", "head.safetensors", "backbone.json", "metrics.json", "README.md",
                      "tokenizer/*", "adapter/*", "backbone/*")
 ADAPTER, MERGED = "adapter", "backbone"
-EVALUATE_WRITES = "metrics.json"  # evaluate replaces it, keeping TRAINING_KEYS from training
+EVALUATE_WRITES = "metrics.json"  # evaluate replaces it (keeping TRAINING_KEYS from training) and README.md
 TRAINING_KEYS = ("history", "best_epoch", "train_time_s", "train_real_tokens_per_s", "train_examples", "recipe")
 
 
