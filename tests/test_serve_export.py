@@ -94,9 +94,10 @@ def test_serve_rejects_bad_requests_with_reasons(saved_run):
     assert client.post("/predict", json={"texts": []}).status_code == 422
     assert client.post("/predict", json={"texts": ["a", "b", "c"]}).status_code == 422  # over max_texts
     r = client.post("/predict", json={"texts": ["fine", " "]})
-    assert r.status_code == 422 and "empty" in r.json()["detail"]
+    assert r.status_code == 422 and "empty" in r.json()["detail"][0]["msg"] and r.json()["detail"][0]["loc"] == [
+        "body", "texts", 1]
     r = client.post("/predict", json={"texts": ["fine"], "pairs": ["other"]})
-    assert r.status_code == 422 and "single texts" in r.json()["detail"]
+    assert r.status_code == 422 and "single texts" in r.json()["detail"][0]["msg"]
 
 
 def test_serve_token_run_returns_entities(tmp_path, tiny_llama):
@@ -131,8 +132,8 @@ def test_pair_runs_need_pairs_everywhere(tmp_path, tiny_llama):
     with pytest.raises(ConfigError, match="one pair per text"):
         predict_texts(model, ["a", "b"], ["only one"])
     client = TestClient(create_app(tmp_path / "pairs"))
-    r = client.post("/predict", json={"texts": ["a premise"]})
-    assert r.status_code == 422 and "hypothesis" in r.json()["detail"]
+    r = client.post("/predict", json={"texts": ["a premise"]})  # the pair run's schema requires pairs
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "pairs"]
     r = client.post("/predict", json={"texts": ["a premise", "b"], "pairs": ["one"]})
     assert r.status_code == 422 and "one pair per text" in r.json()["detail"]
     got = client.post("/predict", json={"texts": ["a premise"], "pairs": ["a hypothesis"]}).json()["predictions"]

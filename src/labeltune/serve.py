@@ -120,8 +120,9 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
     try:
         import uvicorn  # noqa: F401  (checked here, before the slow model load; `labeltune serve` runs it)
         from fastapi import Depends, FastAPI, HTTPException, Request
+        from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
-        from pydantic import BaseModel, Field, StringConstraints
+        from pydantic import BaseModel, ConfigDict, Field, StringConstraints
         from typing_extensions import Annotated
     except ImportError:
         raise ConfigError("serving needs FastAPI and uvicorn: pip install 'labeltune[serve]'") from None
@@ -138,11 +139,30 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
     key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
     batcher = MicroBatcher(model, limits.batch_tokens or model.config.train.eval_batch_tokens, limits.max_wait_ms)
 
-    Text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
+    # a text: at most max_chars characters, at least one that is not whitespace (the schema says what the
+    # task checks, so a schema-valid request is never refused)
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars, pattern=r"\S")]
 
-    class PredictRequest(BaseModel):
-        texts: list[Text] = Field(min_length=1, max_length=limits.max_texts, description="texts to label")
-        pairs: Optional[list[Text]] = Field(None, description="second texts, one per text (runs trained on pairs)")
+    class Problem(BaseModel):
+        detail: "str | list" = Field(description="what is wrong and how to fix it (a list: the fields at fault)")
+
+    errors = {code: {"model": Problem, "description": text} for code, text in (
+        (400, "a body that is not UTF-8 JSON"), (401, "no valid API key"), (411, "no Content-Length"), (413, "body over the limit"),
+        (422, "invalid request (a reason for each field at fault, or the task's reason)"))}
+
+    Texts = Annotated[list[Text], Field(min_length=1, max_length=limits.max_texts)]
+
+    # the schema is the run's: a pair run requires pairs, a single-text run has no such field (unknown fields: 422)
+    if model.config.data.text_pair_column:
+        class PredictRequest(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            texts: Texts = Field(description="texts to label")
+            pairs: Texts = Field(description=f"the second texts ({model.config.data.text_pair_column}), one per text")
+    else:
+        class PredictRequest(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            texts: Texts = Field(description="texts to label")
+            pairs: None = Field(None, description="this run labels single texts: no pairs")
 
     @asynccontextmanager
     async def lifespan(app):
@@ -152,6 +172,17 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
     app = FastAPI(title="labeltune", version=__version__, lifespan=lifespan,
                   description=f"{model.config.model.task} labelling with the run {run}")
     app.state.batcher = batcher
+
+    reasons = {"string_pattern_mismatch": "is empty or only whitespace; send text",
+               "none_required": "this run labels single texts; give no pairs",
+               "extra_forbidden": "is not a field of this API; send texts (and pairs for a pair run)",
+               "json_invalid": "is not valid JSON"}
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        """422 with one entry per field at fault: where (loc), the pydantic type and a reason to act on."""
+        return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "type": e.get("type"),
+                                         "msg": reasons.get(e.get("type"), e.get("msg"))} for e in exc.errors()]}, 422)
 
     @app.middleware("http")
     async def body_limit(request: Request, call_next):
@@ -180,7 +211,7 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
         return {"status": "ok", "task": model.config.model.task, "labels": model.labels.names,
                 "problem_type": model.labels.problem_type, "run": str(run)}
 
-    @app.get("/info", dependencies=[Depends(check_key)])
+    @app.get("/info", dependencies=[Depends(check_key)], responses={401: errors[401]})
     def info() -> dict:
         return {"task": model.config.model.task, "labels": model.labels.names,
                 "problem_type": model.labels.problem_type, "base_model": model.config.model.name,
@@ -188,7 +219,7 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
                 "limits": {"max_texts": limits.max_texts, "max_chars": limits.max_chars,
                            "max_body_bytes": limits.max_body_bytes}, "run": str(run)}
 
-    @app.post("/predict", dependencies=[Depends(check_key)])
+    @app.post("/predict", dependencies=[Depends(check_key)], responses=errors)
     async def predict(request: PredictRequest) -> dict:
         import asyncio
 
@@ -197,6 +228,7 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
         except ConfigError as e:
             raise HTTPException(422, str(e)) from None
         rows = await asyncio.wrap_future(batcher.submit(list(request.texts), request.pairs))
+        # (the worker joins this request's texts with other requests' and returns its own rows, in order)
         return {"predictions": rows}
 
     return app
