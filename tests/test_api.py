@@ -362,3 +362,27 @@ def test_every_run_and_export_has_a_model_card(tmp_path, tiny_llama):
     export_run(tmp_path / "run", tmp_path / "export")
     front = yaml.safe_load((tmp_path / "export" / "README.md").read_text().split("---")[1])
     assert front["labeltune"]["merged"] is True and front["labels"] == ["neg", "pos"]
+
+
+def test_trains_and_predicts_without_seqeval_platformdirs_matplotlib_or_the_cli_libraries(tmp_path, tiny_llama):
+    # a bare GPU machine has torch, transformers, peft, accelerate, safetensors (and their dependencies) only
+    code = f"""
+import sys
+for name in ("seqeval", "platformdirs", "matplotlib", "typer", "rich", "fastapi", "uvicorn"):
+    sys.modules[name] = None  # importing any of them now raises ImportError
+import labeltune
+rows = [{{"text": t, "label": l}} for t, l in [("great fun", "pos"), ("awful plot", "neg")] * 4]
+model = labeltune.train(rows, rows, model={str(tiny_llama)!r}, output={str(tmp_path / 'run')!r}, epochs=1,
+                        progress=False, echo=lambda s: None)
+loaded = labeltune.LabelModel.from_pretrained({str(tmp_path / 'run')!r})
+print(loaded.predict("great fun")["label"] in ("pos", "neg"))
+ner = [{{"tokens": ["ann", "ran"], "tags": ["B-PER", "O"]}}] * 4
+try:
+    labeltune.train(ner, ner, model={str(tiny_llama)!r}, task="token", epochs=1, progress=False, echo=lambda s: None)
+except labeltune.ConfigError as e:
+    print(str(e).split(":")[0])
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:2] == ["True", "entity metrics need seqeval"], proc.stdout
+    assert (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "run" / "plots").exists()

@@ -55,8 +55,14 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
 
 def token_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     """Entity P/R/F1 (seqeval: default and strict IOB2 modes), per type, token accuracy."""
-    from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
-    from seqeval.scheme import IOB2
+    try:
+        from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
+        from seqeval.scheme import IOB2
+    except ImportError:
+        from .errors import ConfigError
+
+        raise ConfigError("entity metrics need seqeval: pip install 'seqeval>=1.2.2,<1.3' (training without "
+                          "--eval and prediction work without it)") from None
 
     report = classification_report(gold, pred, output_dict=True, zero_division=0)
     per_type = {k: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]),

@@ -3,12 +3,15 @@ learning curves, confusion matrices, per-entity F1 as PNG files (matplotlib, imp
 
 from __future__ import annotations
 
+import importlib.util
 import json
-
+import logging
 from pathlib import Path
 from typing import Sequence
 
 __all__ = ["write_training_record", "plot_learning_curves", "plot_confusion_matrix", "plot_entity_f1", "pyplot"]
+
+log = logging.getLogger(__name__)
 
 
 def write_training_record(folder: Path, model) -> None:
@@ -18,6 +21,9 @@ def write_training_record(folder: Path, model) -> None:
     write_json_atomic(folder / "metrics.json", model.metrics)
     write_text_atomic(folder / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in model.train_log))
     _tensorboard(folder / "tensorboard", model.train_log)
+    if importlib.util.find_spec("matplotlib") is None:  # a bare GPU machine: the run is complete without plots
+        log.warning("matplotlib is not installed: no plots/ in %s (pip install matplotlib)", folder)
+        return
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
     metric_name, _ = model.task.primary_metric(model.labels)
