@@ -805,8 +805,8 @@ def test_dataframe_reader_round_trip_and_faults_200_examples(texts, label_kind, 
        k=st.integers(1, 4))
 def test_datasets_reader_round_trip_and_faults_200_examples(texts, label_kind, names, ids, str_labels, fault, k):
     """A datasets.Dataset (ClassLabel, string or int labels) reads back exactly with 'row N'
-    (ClassLabel ids become their names); None / blank values and a missing column raise DataError
-    naming 'Dataset' and the row."""
+    (ClassLabel ids stay ids, as 0.2 read them, so runs trained on hf: data keep their label names);
+    None / blank values and a missing column raise DataError naming 'Dataset' and the row."""
     import datasets
 
     n = len(texts)
@@ -833,8 +833,7 @@ def test_datasets_reader_round_trip_and_faults_200_examples(texts, label_kind, n
     s = DataSettings(label_column="labels" if fault == "missing_column" else "label")
     if fault is None:
         got = read_text_examples(ds, s)
-        expected_labels = [names[x] if label_kind == "class" else (x.strip() if isinstance(x, str) else x)
-                           for x in labels]
+        expected_labels = [x.strip() if isinstance(x, str) else x for x in labels]
         assert _as_tuples(got) == [(t.strip(), None, lab, f"row {i}")
                                    for i, (t, lab) in enumerate(zip(texts, expected_labels), start=1)]
     else:

@@ -204,7 +204,8 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
         ds = DATASETS[name]
         for size, seed in [(n, s) for n in _train_sizes(suite, ds.task) for s in seeds]:
             todo = [m for m in suite["methods"] if ds.task in m.get("tasks", ["sequence", "token"])
-                    and name in m.get("datasets", [name]) and seed in _method_seeds(m, seeds)
+                    and name in m.get("datasets", [name]) and size in m.get("sizes", [size])
+                    and seed in _method_seeds(m, seeds)
                     and (name, size, m["name"], seed) not in done]
             if not todo:
                 continue
