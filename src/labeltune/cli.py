@@ -186,7 +186,7 @@ def export(run: Path = typer.Argument(..., help="run directory from `labeltune t
 def demo(output: Path = typer.Option(Path("runs/demo"), "--output", help="where to write the demo run"),
          epochs: Optional[float] = typer.Option(None, help="passes over the bundled sample (default: sized to it)"),
          model: str = typer.Option("default", help="decoder to fine-tune (default: embedded SmolLM2-135M)")):
-    """Fine-tune the embedded SmolLM2-135M on a bundled financial-tweet sample (~2.5 min on 2 CPU cores)."""
+    """Fine-tune the embedded SmolLM2-135M on a bundled financial-tweet sample (~5.5 min on 2 CPU cores)."""
     from .demo import run_demo
 
     run_demo(output, epochs, model)
