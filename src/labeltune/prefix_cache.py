@@ -9,6 +9,7 @@ prefix never sees what follows; gradients reach the weights through the cache
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 
 import torch
@@ -16,11 +17,16 @@ import torch
 __all__ = ["SharedPrefix", "cache_kwarg", "output_cache"]
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_argument(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def cache_kwarg(model, cache) -> dict:
     """``{name: cache}`` for a model's forward: transformers renamed ``past_key_values`` to ``cache``
-    (5.2x); the GPU machine's 5.17 knows only the old name."""
-    name = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
-    return {name: cache}
+    (5.2x); the GPU machine's 5.17 knows only the old name. (The name is looked up once per class:
+    LabelModel asks on every batch.)"""
+    return {_cache_argument(type(model)): cache}
 
 
 def output_cache(output):
