@@ -27,6 +27,8 @@ ARCHS = {  # shapes of real models, for random-weight speed runs (values do not 
                        num_attention_heads=32, num_key_value_heads=32, vocab_size=32000),
     "mistral-7b": dict(model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                        num_attention_heads=32, num_key_value_heads=8, vocab_size=32000, sliding_window=4096),
+    "tiny-llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,  # smoke test
+                       num_attention_heads=4, num_key_value_heads=2, vocab_size=32000),
 }
 
 
@@ -65,7 +67,21 @@ def model_source(args) -> str:
             model = AutoModel.from_config(cfg, dtype=torch.bfloat16)
         model.save_pretrained(out)
         del model
+        save_placeholder_tokenizer(out, cfg.vocab_size)
     return str(out)
+
+
+def save_placeholder_tokenizer(out: Path, vocab_size: int) -> None:
+    """A word-level tokenizer over the whole vocabulary, so that a random-weight model directory loads like
+    a real one (no Hub here); the benchmark feeds token ids directly, the tokenizer only names pad/eos."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"t{i}": i for i in range(3, vocab_size)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                            pad_token="<unk>").save_pretrained(out)
 
 
 def padded(seqs, idx):
@@ -124,7 +140,7 @@ def labeltune_train(src, seqs, labels, args, dtype):
     from labeltune.data.batching import plan_batches
 
     cfg = RunConfig.from_dict({
-        "model": {"name": src, "pooling": "last"},
+        "model": {"name": src, "pooling": "last", "unmask": args.unmask},
         "lora": {"r": 12, "alpha": 32, "dropout": 0.1, "target_modules": "q_proj,v_proj"},
         "data": {"max_length": args.max_length},
         "train": {"batching": args.batching, "batch_size": args.batch_size,
@@ -168,6 +184,9 @@ def main():
     ap.add_argument("--infer-tokens", type=int, default=4096)
     ap.add_argument("--bf16", action="store_true", help="labeltune side under bf16 autocast (always on for cuda)")
     ap.add_argument("--checkpointing", action="store_true")
+    ap.add_argument("--unmask", default="none", help="labeltune side: bidirectional layers (none, all, from:K)")
+    ap.add_argument("--stock-from", type=Path, default=None,
+                    help="reuse the stock side of an earlier JSON from this same machine (variants of one session)")
     ap.add_argument("--work", default="bench_out/models")
     ap.add_argument("--out", type=Path, default=Path("bench_out/throughput.json"))
     args = ap.parse_args()
@@ -191,8 +210,12 @@ def main():
 
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    s_train, s_inf = stock_train(src, seqs, labels, args, dtype)
-    s_mem = peak_memory_gib(args.device)
+    if args.stock_from:
+        prior = json.loads(args.stock_from.read_text())["stock"]
+        s_train, s_inf, s_mem = prior["train_real_tok_s"], prior["infer_real_tok_s"], prior["peak_mem_gib"]
+    else:
+        s_train, s_inf = stock_train(src, seqs, labels, args, dtype)
+        s_mem = peak_memory_gib(args.device)
     if args.device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -201,7 +224,8 @@ def main():
     res = {"hardware": hardware(), "arch": args.arch, "lengths": args.lengths,
            "mean_tokens": sum(map(len, seqs)) / len(seqs), "labeltune_settings": {
                k: getattr(args, k) for k in ("batching", "batch_size", "max_tokens", "row_tokens", "bf16",
-                                             "checkpointing", "infer_tokens")},
+                                             "checkpointing", "infer_tokens", "unmask")},
+           "stock_from": str(args.stock_from) if args.stock_from else None,
            "stock": {"train_real_tok_s": s_train, "infer_real_tok_s": s_inf, "peak_mem_gib": s_mem},
            "labeltune": {"train_real_tok_s": l_train, "infer_real_tok_s": l_inf,
                          "peak_mem_gib": l_mem if args.device == "cuda" else None},
