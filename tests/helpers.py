@@ -75,15 +75,22 @@ def manual_batch(seqs: list[list[int]], pad_id: int, extra_pad: int = 0, left: b
                 num_examples=B)
 
 
-def tiny_label_model(model_dir, labels=("neg", "pos", "neu"), **model_settings):
+DATA_SETTINGS = ("template", "append_eos", "max_length", "text_pair_column")
+
+
+def tiny_label_model(model_dir, labels=("neg", "pos", "neu"), **settings):
+    """A LabelModel on ``model_dir``; ``settings`` are model settings, or data settings (DATA_SETTINGS)."""
     from labeltune import LabelModel, RunConfig
     from labeltune.data import LabelMap
 
-    cfg = RunConfig.from_dict({"model": {"name": str(model_dir), **model_settings},
+    data = {k: settings.pop(k) for k in DATA_SETTINGS if k in settings}
+    model_settings = settings
+    cfg = RunConfig.from_dict({"model": {"name": str(model_dir), **model_settings}, "data": data,
                                "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0},
                            "train": {"mixed_precision": "no"}})  # fp32: comparisons are exact
     torch.manual_seed(0)
-    model = LabelModel.from_config(cfg, LabelMap(list(labels)))
+    model = LabelModel.from_config(cfg, LabelMap(list(labels), cfg.model.problem_type if cfg.model.task == "sequence"
+                                                  else "single_label"))
     # LoRA B starts at zero; give it values so adapters matter in every comparison
     with torch.no_grad():
         for name, p in model.named_parameters():

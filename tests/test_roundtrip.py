@@ -13,7 +13,7 @@ TEXTS = ["the movie was great", "bad acting", "john smith lives in new york city
 
 
 def test_save_load_reproduces_logits_exactly(tmp_path, tiny_llama):
-    model = tiny_label_model(tiny_llama, pooling="mean")
+    model = tiny_label_model(tiny_llama, pooling="mean", head_bias=True)
     with torch.no_grad():
         model.head.score.bias.normal_()
     model.save_pretrained(tmp_path / "run")

@@ -16,7 +16,7 @@ TEXTS = ["the movie was great", "bad acting", "john smith lives in new york city
 
 @pytest.fixture
 def saved_run(tmp_path, tiny_llama):
-    model = tiny_label_model(tiny_llama, pooling="mean")  # LoRA B is non-zero: merging must matter
+    model = tiny_label_model(tiny_llama, pooling="mean", head_bias=True)  # LoRA B is non-zero: merging must matter
     with torch.no_grad():
         model.head.score.bias.normal_()
     model.save_pretrained(tmp_path / "run")

@@ -17,8 +17,10 @@ def _headline(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(metrics[k]), 4) for k in keys if isinstance(metrics.get(k), (int, float))}
 
 
-def model_card(model, metrics: dict[str, Any] | None = None, exported: bool = False) -> str:
-    """README.md text for ``model`` (a LabelModel) with ``metrics`` (its metrics.json)."""
+def model_card(model, metrics: dict[str, Any] | None = None, exported: bool = False,
+               stock_format: dict[str, Any] | None = None) -> str:
+    """README.md text for ``model`` (a LabelModel) with ``metrics`` (its metrics.json); ``stock_format``
+    (input_format.json) for an export in the plain transformers layout."""
     import yaml
 
     from . import __version__
@@ -26,7 +28,7 @@ def model_card(model, metrics: dict[str, Any] | None = None, exported: bool = Fa
     cfg, metrics = model.config, metrics or {}
     task = cfg.model.task
     front = {
-        "library_name": "labeltune",
+        "library_name": "transformers" if stock_format else "labeltune",
         "base_model": cfg.model.name if cfg.model.name != "default" else "HuggingFaceTB/SmolLM2-135M-Instruct",
         "pipeline_tag": _PIPELINE.get(task, "text-classification"),
         "tags": ["labeltune", "ls-llama", "lora", task],
@@ -49,7 +51,7 @@ def model_card(model, metrics: dict[str, Any] | None = None, exported: bool = Fa
 
 A label head on the final hidden states of `{front['base_model']}`, fine-tuned with LoRA
 (label-supervised fine-tuning, LS-LLaMA{', bidirectional attention in layers ' + cfg.model.unmask if cfg.model.unmask not in (None, 'none') else ''}).
-{'The LoRA weights are merged into `backbone/`.' if exported else 'The LoRA adapter is in `adapter/`, the head in `head.safetensors`.'}
+{'A standard transformers checkpoint (LoRA merged, the head as the `score` layer).' if stock_format else 'The LoRA weights are merged into `backbone/`.' if exported else 'The LoRA adapter is in `adapter/`, the head in `head.safetensors`.'}
 
 Labels: {', '.join(f'`{n}`' for n in model.labels.names)}.
 
@@ -57,11 +59,21 @@ Labels: {', '.join(f'`{n}`' for n in model.labels.names)}.
 |---|---|
 {rows}
 
-Data: {data}. Settings: `config.json` (pooling `{cfg.model.pooling}`, max length {cfg.data.max_length},
+Data: {data}. Settings: `{'labeltune_run.json' if stock_format else 'config.json'}` (pooling `{cfg.model.pooling}`, max length {cfg.data.max_length},
 batch {cfg.train.batch_size}, {cfg.train.epochs} epochs, lr {cfg.train.lr}); input format (template):
 `{json.dumps(template)[1:-1]}`.
 
-## Use
+{_use_stock(stock_format) if stock_format else _use_labeltune(exported)}"""
+
+
+def write_model_card(folder: Path, model, metrics: dict[str, Any] | None = None, exported: bool = False) -> None:
+    from .atomic import write_text_atomic
+
+    write_text_atomic(Path(folder) / "README.md", model_card(model, metrics, exported))
+
+
+def _use_labeltune(exported: bool) -> str:
+    return f"""## Use
 
 ```python
 from labeltune import LabelModel          # pip install labeltune
@@ -75,7 +87,43 @@ or `labeltune predict PATH --text "..."`, `labeltune serve PATH`. Plain transfor
 """
 
 
-def write_model_card(folder: Path, model, metrics: dict[str, Any] | None = None, exported: bool = False) -> None:
-    from .atomic import write_text_atomic
+def _use_stock(fmt: dict[str, Any]) -> str:
+    """Plain transformers, no labeltune: the input per input_format.json."""
+    if fmt["task"] == "token":
+        return """## Use (plain transformers, no labeltune)
 
-    write_text_atomic(Path(folder) / "README.md", model_card(model, metrics, exported))
+```python
+import json, torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+path = "PATH_OR_HUB_ID"
+tok, model = AutoTokenizer.from_pretrained(path), AutoModelForTokenClassification.from_pretrained(path)
+fmt = json.load(open(f"{path}/input_format.json"))            # the run's input format
+words = "Shares of Acme Corp fell in Paris".split()
+pieces = [tok((" " if k else "") + w, add_special_tokens=False).input_ids for k, w in enumerate(words)]
+ids, first = list(fmt["prefix_ids"]), []
+for p in pieces:
+    first.append(len(ids)); ids += p
+logits = model(input_ids=torch.tensor([ids + fmt["suffix_ids"]])).logits[0]
+tags = [model.config.id2label[int(i)] for i in logits[first].argmax(-1)]   # label_alignment first
+```
+"""
+    line = ('tok(fmt["template"].format(text=text' + (', pair=pair' if fmt.get("pairs") else '') + '), return_tensors="pt")'
+            if fmt.get("template") else 'tok(text' + (', pair' if fmt.get("pairs") else '') + ', return_tensors="pt")')
+    pipe = "" if fmt.get("template") else """
+or `pipeline("text-classification", model=path)("a text to label")` (the raw text is this run's input).
+"""
+    return f"""## Use (plain transformers, no labeltune)
+
+```python
+import json
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+path = "PATH_OR_HUB_ID"
+tok, model = AutoTokenizer.from_pretrained(path), AutoModelForSequenceClassification.from_pretrained(path)
+fmt = json.load(open(f"{{path}}/input_format.json"))            # the run's input format (template)
+text = "a text to label"
+logits = model(**{line}).logits[0]
+print(model.config.id2label[int(logits.argmax())])
+```
+{pipe}"""

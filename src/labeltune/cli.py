@@ -70,6 +70,8 @@ def train(
     attn_implementation: Optional[str] = typer.Option(None, help="sdpa | eager"),
     label_alignment: Optional[str] = typer.Option(None, help="token task: first | last | mean | all"),
     head_dropout: Optional[float] = typer.Option(None),
+    head_bias: Optional[bool] = typer.Option(None, help="a bias in the label head (default: none for sequence, "
+                                             "as the stock classes, so the run exports to plain transformers)"),
     head_init: Optional[str] = typer.Option(None, help="random | labels (the head from the model's output "
                                             "embeddings of the label words; sequence task)"),
     label_words: Optional[str] = typer.Option(None, help="the word of each label for --head-init labels: "
@@ -173,11 +175,14 @@ def serve(run: Path = typer.Argument(..., help="run directory from `labeltune tr
 def export(run: Path = typer.Argument(..., help="run directory from `labeltune train`"),
            output: Path = typer.Option(..., "--output", help="directory for the self-contained merged run"),
            dtype: str = typer.Option("float32", help="weights on disk: float32, bfloat16 or float16"),
+           format: str = typer.Option("labeltune", "--format", help="labeltune (a run directory for labeltune's "
+                                      "evaluate/predict/serve) or transformers (a stock *ForSequenceClassification / "
+                                      "*ForTokenClassification checkpoint for plain transformers, pipelines, vLLM...)"),
            overwrite: bool = typer.Option(False, help="replace OUTPUT if it exists")):
-    """Merge the LoRA adapters into the backbone: a run directory that needs neither PEFT nor the base model."""
+    """Merge the LoRA adapters into the backbone: a checkpoint that needs neither PEFT nor the base model."""
     from .export import export_run
 
-    check = export_run(run, output, dtype, overwrite)
+    check = export_run(run, output, dtype, overwrite, format)
     typer.echo(f"exported {run} -> {output} ({dtype}); checked on {check['probes']} probe texts: "
                f"max |logit diff| {check['max_abs_logit_diff']:.2e}, same predictions: {check['same_predictions']}")
 

@@ -100,6 +100,7 @@ class ModelSettings:
     head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (None: the task's default, 0.1 token task, 0 sequence)"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
     threshold: float = field(default=0.5, metadata={"help": "multi_label decision threshold on sigmoid scores"})
+    head_bias: bool | None = field(default=None, metadata={"help": "a bias in the label head (None: the task's default: none for the sequence task, as the paper and the stock *ForSequenceClassification, so `export --format transformers` can write it; one for the token task, as *ForTokenClassification)"})
     head_init: str = field(default="random", metadata={"help": "label head at step 0: random, or labels (each label's row = the model's output embedding of its name's first token, so step 0 scores as zero-shot prompting; sequence task)"})
     label_words: dict | None = field(default=None, metadata={"help": "the word for each label name that head_init=labels reads ({'0': 'negative', '1': 'positive'}, or '0=negative,1=positive'); default: the names"})
 

@@ -1,4 +1,5 @@
-"""`labeltune export`: a self-contained run directory with the LoRA adapters merged into the backbone.
+"""`labeltune export`: a self-contained run directory with the LoRA adapters merged into the backbone
+(``--format labeltune``, below), or a plain transformers checkpoint (``--format transformers``: export_hf.py).
 
     OUT/backbone/          the backbone with W + (alpha / r) * B @ A folded in (a complete HF model
                            directory: safetensors weights, config, tokenizer)
@@ -32,12 +33,19 @@ PROBES = ["The movie was a delight from start to finish.", "Shares of Acme Corp 
           "What is the capital of Australia?", "terrible"]
 
 
-def export_run(run: str | Path, output: str | Path, dtype: str = "float32", overwrite: bool = False) -> dict:
-    """Write the merged run to ``output`` (atomically); returns the probe comparison."""
+FORMATS = ("labeltune", "transformers")
+
+
+def export_run(run: str | Path, output: str | Path, dtype: str = "float32", overwrite: bool = False,
+               format: str = "labeltune") -> dict:
+    """Write the merged run to ``output`` (atomically) in labeltune's layout or as a plain transformers
+    checkpoint (``export_hf``); returns the probe comparison."""
     from .modeling import LabelModel
 
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    if format not in FORMATS:
+        raise ConfigError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
     from .rundir import local_run_path
 
     run, output = local_run_path(run), Path(output)
@@ -49,6 +57,15 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
     model = LabelModel.from_pretrained(run)
     model.config.train.mixed_precision = "no"  # the reference logits: fp32, as the adapter run computes them
     reference = _probe_logits(model)
+    if format == "transformers":
+        from .export_hf import export_transformers, transformers_refusal
+
+        why = transformers_refusal(model)  # before anything is written
+        if why:
+            raise ConfigError(f"--format transformers cannot express this run: {why}. Use --format labeltune "
+                              "(read by labeltune's evaluate/predict/serve)")
+        with atomic_run_dir(output, overwrite) as tmp:
+            return export_transformers(model, reference, tmp, DTYPES[dtype], run, PROBES)
     with atomic_run_dir(output, overwrite) as tmp:
         for name in ("config.json", "labels.json", "head.safetensors", "metrics.json"):
             if (run / name).exists():

@@ -45,13 +45,14 @@ def group_pool(hidden: torch.Tensor, group_ids: torch.Tensor, num_groups: int, h
 class SequenceHead(nn.Module):
     """Pool each example's final states, then dropout + linear: (B, T, H) -> (E, num_labels)."""
 
-    def __init__(self, hidden_size: int, num_labels: int, pooling: str, dropout: float = 0.0):
+    def __init__(self, hidden_size: int, num_labels: int, pooling: str, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.score = nn.Linear(hidden_size, num_labels)
+        self.score = nn.Linear(hidden_size, num_labels, bias=bias)
         nn.init.normal_(self.score.weight, std=hidden_size**-0.5 * 0.1)
-        nn.init.zeros_(self.score.bias)
+        if bias:
+            nn.init.zeros_(self.score.bias)
 
     def forward(self, hidden, group_ids, num_groups):
         pooled = group_pool(hidden, group_ids, num_groups, self.pooling)  # (E, H)
@@ -61,8 +62,8 @@ class SequenceHead(nn.Module):
 class TokenHead(SequenceHead):
     """A label per unit (word or sub-word): mean over the unit's tokens (one token for first/last)."""
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1):
-        super().__init__(hidden_size, num_labels, pooling="mean", dropout=dropout)
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, bias: bool = True):
+        super().__init__(hidden_size, num_labels, pooling="mean", dropout=dropout, bias=bias)
 
 
 def label_loss(logits, labels, problem_type: str, class_weights: torch.Tensor | None = None):

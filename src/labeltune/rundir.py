@@ -89,6 +89,7 @@ class RunFiles:
 def read_run(path: str | Path) -> RunFiles:
     """Check and read a run directory, applying the migrations of runs from older versions:
     - no ``data.template`` (before templates existed): the texts were fed raw, ``none``;
+    - no ``model.head_bias`` (before 0.3.1): every head had a bias;
     - written before 0.2 with max pooling: the template's closing tokens were pooled
       (``RunFiles.max_pools_closing``)."""
     from packaging.version import Version
@@ -102,6 +103,8 @@ def read_run(path: str | Path) -> RunFiles:
     config = RunConfig.from_dict(raw)
     if "template" not in raw.get("data", {}):
         config = config.with_overrides({"data": {"template": "none"}})
+    if "head_bias" not in raw.get("model", {}):
+        config = config.with_overrides({"model": {"head_bias": True}})
     info = json.loads((path / "backbone.json").read_text(encoding="utf-8"))
     files = RunFiles(path, config, LabelMap.load(path / "labels.json"), info)
     files.max_pools_closing = config.model.pooling == "max" and (

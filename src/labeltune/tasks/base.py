@@ -36,6 +36,7 @@ class Task:
     name: str = ""
     uses_template = False  # whether data.template (a wrapper around each text) applies
     default_head_dropout = 0.0
+    default_head_bias = True
     default_unmask = "none"
     report_metrics: tuple[str, ...] = ()  # the columns of bench tables
 
@@ -47,12 +48,13 @@ class Task:
         """Reject combinations of sections this task cannot honour (ConfigError)."""
 
     def with_defaults(self, config: "RunConfig") -> "RunConfig":
-        """``config`` with this task's defaults for the settings left at None (head dropout, unmasked
-        layers): resolved when a model is built and saved with the run, so a later switch of task
+        """``config`` with this task's defaults for the settings left at None (head dropout and bias,
+        unmasked layers): resolved when a model is built and saved with the run, so a later switch of task
         never inherits another task's default."""
         m = config.model
         return config.with_overrides({"model": {
             "head_dropout": self.default_head_dropout if m.head_dropout is None else m.head_dropout,
+            "head_bias": self.default_head_bias if m.head_bias is None else m.head_bias,
             "unmask": self.default_unmask if m.unmask is None else m.unmask}})
 
     # ---- data -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ class SequenceTask(Task):
     name = "sequence"
     uses_template = True
     default_head_dropout = 0.0
+    default_head_bias = False  # the paper's head and the stock score layer: exportable to plain transformers
     report_metrics = ("accuracy", "macro_f1")
 
     def check_settings(self, model):
@@ -72,7 +73,7 @@ class SequenceTask(Task):
         from ..heads import SequenceHead
 
         n = 1 if labels.problem_type == "regression" else len(labels)
-        return SequenceHead(hidden_size, n, config.model.pooling, config.model.head_dropout)
+        return SequenceHead(hidden_size, n, config.model.pooling, config.model.head_dropout, config.model.head_bias)
 
     def init_head(self, model) -> None:
         """head_init=labels: each label's row is the model's output embedding of the first token of its
@@ -98,7 +99,8 @@ class SequenceTask(Task):
                               "label_words that start differently")
         with torch.no_grad():
             model.head.score.weight.copy_(table[ids].to(model.head.score.weight))
-            model.head.score.bias.zero_()
+            if model.head.score.bias is not None:
+                model.head.score.bias.zero_()
 
     def head_groups(self, model, batch, ids, pos):
         groups = batch["example_ids"].to(ids.device)

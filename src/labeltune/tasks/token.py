@@ -168,7 +168,7 @@ class TokenTask(Task):
     def make_head(self, hidden_size, labels, config):
         from ..heads import TokenHead
 
-        return TokenHead(hidden_size, len(labels), config.model.head_dropout)
+        return TokenHead(hidden_size, len(labels), config.model.head_dropout, config.model.head_bias)
 
     def head_groups(self, model, batch, ids, pos):
         return batch["unit_ids"].to(ids.device), batch["num_units"]
