@@ -17,6 +17,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Label-supervised fine-tuning of decoder LLMs for classification and NER.")
 
 _DEVICE_HELP = "auto (the GPU when there is one, else the CPU), cuda, cuda:1, cpu"
+_ABSTAIN_HELP = ("sequence task: give no label (label null; scores kept) when the top score is under this "
+                 "probability (the run's calibrated scores when it has calibration.json)")
 
 
 def _quiet_libraries() -> None:
@@ -134,13 +136,14 @@ def predict(run: Path = typer.Argument(..., help="run directory from `labeltune 
             data: Optional[Path] = typer.Option(None, "--data", help="file of texts (label column not needed)"),
             text: Optional[list[str]] = typer.Option(None, "--text", help="a text to label (repeatable)"),
             out: Optional[Path] = typer.Option(None, "--out", help="write JSONL (or .csv) here instead of stdout"),
+            abstain_below: float = typer.Option(0.0, min=0.0, max=1.0, help=_ABSTAIN_HELP),
             device: str = typer.Option("auto", help=_DEVICE_HELP)):
     """Label texts with a trained run: JSON lines with label and scores, in input order."""
     from .inference import predict_run
 
     if (data is None) == (not text):
         raise LabeltuneError("give exactly one of --data FILE or --text TEXT")
-    predict_run(run, str(data) if data else None, text, out, device=device)
+    predict_run(run, str(data) if data else None, text, out, device=device, abstain_below=abstain_below)
 
 
 @app.command()
@@ -155,6 +158,7 @@ def serve(run: Path = typer.Argument(..., help="run directory from `labeltune tr
                                                      "the run's eval_batch_tokens; 1: one request at a time)"),
           api_key: Optional[str] = typer.Option(None, help="require this key (Authorization: Bearer KEY) on "
                                                 "/predict and /info; default: $LABELTUNE_API_KEY, else none"),
+          abstain_below: float = typer.Option(0.0, min=0.0, max=1.0, help=_ABSTAIN_HELP),
           device: str = typer.Option("auto", help=_DEVICE_HELP)):
     """Serve a run over HTTP: POST /predict {"texts": [...]}, GET /info, GET /health (needs labeltune[serve])."""
     from .serve import API_KEY_ENV, ServeLimits, create_app
@@ -165,7 +169,7 @@ def serve(run: Path = typer.Argument(..., help="run directory from `labeltune tr
                     f"model (set --api-key or {API_KEY_ENV})", err=True, fg="yellow")
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
                          max_wait_ms=max_wait_ms, batch_tokens=batch_tokens or 0)
-    app_ = create_app(run, max_texts, device, api_key=key, limits=limits)
+    app_ = create_app(run, max_texts, device, api_key=key, limits=limits, abstain_below=abstain_below)
     import uvicorn
 
     uvicorn.run(app_, host=host, port=port, log_level="info")

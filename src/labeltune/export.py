@@ -67,7 +67,7 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
         with atomic_run_dir(output, overwrite) as tmp:
             return export_transformers(model, reference, tmp, DTYPES[dtype], run, PROBES)
     with atomic_run_dir(output, overwrite) as tmp:
-        for name in ("config.json", "labels.json", "head.safetensors", "metrics.json"):
+        for name in ("config.json", "labels.json", "head.safetensors", "metrics.json", "calibration.json"):
             if (run / name).exists():
                 shutil.copy2(run / name, tmp / name)
         for name in ("tokenizer", "plots"):

@@ -7,7 +7,9 @@ serving stacks that read those classes) load with no labeltune installed.
                                          label2id, problem_type, and a pad_token_id the input never holds
     OUT/tokenizer files                  the run's tokenizer, its pad token set to that id
     OUT/input_format.json                how a raw text becomes the model's input (the run's template)
-    OUT/labeltune_run.json, metrics.json the run's settings and scores (provenance); README.md (model card)
+    OUT/labeltune_run.json, metrics.json the run's settings and scores (provenance); README.md (model card);
+                                         calibration.json: a temperature is folded into the score layer
+                                         (W/T), per-label thresholds are config.labeltune_thresholds
 
 Why a run may not be expressible: the stock classes attend causally (no unmasked layers), the
 sequence class reads the last non-pad token (pooling ``last`` only) through a bias-free ``score``
@@ -137,12 +139,18 @@ def export_transformers(model, reference: list[torch.Tensor], tmp: Path, dtype: 
     task, labels = model.config.model.task, model.labels
     fmt = _input_format(model)
     pad = _pad_id(model, fmt) if task == "sequence" else model.tokenizer.pad_token_id
-    head = {k: v.detach().float().cpu() for k, v in model.head.score.state_dict().items()}
+    # a calibrated run's temperature is folded into the head (W/T, b/T): the stock model's softmax gives
+    # the calibrated scores, exactly as predict and serve do
+    temperature = model.temperature
+    head = {k: v.detach().float().cpu() / temperature for k, v in model.head.score.state_dict().items()}
+    reference = [r / temperature for r in reference]
     base = model.backbone.merge_and_unload()  # (PEFT) folds every LoRA pair into its linear layer
     hf_config = base.config.__class__.from_dict(base.config.to_dict())
     hf_config.update({"num_labels": len(labels.names), "id2label": dict(enumerate(labels.names)),
                       "label2id": {n: i for i, n in enumerate(labels.names)}, "pad_token_id": pad,
                       "use_cache": False})
+    if model.calibration is not None and model.calibration.thresholds:  # multi-label: per-label thresholds
+        hf_config.labeltune_thresholds = dict(model.calibration.thresholds)
     if task == "sequence":
         hf_config.problem_type = {"single_label": "single_label_classification",
                                   "multi_label": "multi_label_classification",
@@ -166,7 +174,7 @@ def export_transformers(model, reference: list[torch.Tensor], tmp: Path, dtype: 
         tok.pad_token = tok.convert_ids_to_tokens(pad)
     tok.save_pretrained(tmp)
     write_json_atomic(tmp / "input_format.json", fmt)
-    for name in ("metrics.json",):
+    for name in ("metrics.json", "calibration.json"):
         if (run / name).exists():
             shutil.copy2(run / name, tmp / name)
     model.config.save(tmp / "labeltune_run.json")

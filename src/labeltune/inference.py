@@ -47,11 +47,13 @@ def evaluate_run(run: str | Path, data: Any, out: str | Path | None = None, mode
 
 
 def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: str | Path | None,
-                device: str | None = None) -> list[dict]:
-    """Predictions in input order; JSONL to ``out`` (CSV when it ends in .csv) or stdout."""
+                device: str | None = None, abstain_below: float = 0.0) -> list[dict]:
+    """Predictions in input order; JSONL to ``out`` (CSV when it ends in .csv) or stdout. With
+    ``abstain_below`` P, no label where the top score is under P (``calibration``)."""
     from .data.readers import source_name
 
     model = _load(run, device)
+    model.abstain_below = abstain_below
     if data is not None:
         examples = model.task.read(data, model.config, require_labels=False)
         rows = model.predict_examples(examples, source_name(data))

@@ -17,6 +17,8 @@ from torch import nn
 
 from . import attention
 from .backbone import load_backbone, load_tokenizer
+from .calibration import FILE as CALIBRATION_FILE
+from .calibration import Calibration
 from .config import RunConfig, parse_unmask
 from .data.batching import collate, inference_batches
 from .data.examples import Encoded
@@ -85,6 +87,8 @@ class LabelModel(nn.Module):
         self.template = Template(tokenizer, config.data.template, config.data.append_eos)
         self.max_pools_closing = False  # runs before 0.2: max pooling read the template's closing tokens
         self.class_weights: torch.Tensor | None = None
+        self.calibration: Calibration | None = None  # calibration.json: temperature / per-label thresholds
+        self.abstain_below = 0.0  # predict/serve: no label under this score (the scores are still returned)
         self.metrics: dict[str, Any] = {}  # the last evaluation (set by training)
         self.run_dir: Path | None = None  # the local run directory it was loaded from (not a Hub snapshot)
         self.train_log: list[dict] = []
@@ -113,6 +117,11 @@ class LabelModel(nn.Module):
         """The transformers model underneath PEFT's wrappers."""
         b = self.backbone
         return b.get_base_model() if hasattr(b, "get_base_model") else b
+
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax (1.0: uncalibrated)."""
+        return self.calibration.temperature if self.calibration is not None else 1.0
 
     @property
     def device(self) -> torch.device:
@@ -231,6 +240,8 @@ class LabelModel(nn.Module):
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
                       tmp / "head.safetensors")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
+            if self.calibration is not None:
+                self.calibration.save(tmp / CALIBRATION_FILE)
             write_backbone_info(tmp, self.config.model.name, self.source, self.base_model.config,
                                 **({"max_pools_closing": True} if self.max_pools_closing else {}))
             if self.metrics or self.train_log:
@@ -256,5 +267,7 @@ class LabelModel(nn.Module):
         model.max_pools_closing = run.max_pools_closing
         model.run_dir = run.path if local == Path(path).expanduser() else None  # None: a Hub snapshot
         model.head.load_state_dict(load_file(run.head))
+        if (run.path / CALIBRATION_FILE).exists():
+            model.calibration = Calibration.load(run.path / CALIBRATION_FILE)
         model.eval()
         return model.to(device) if device is not None else model

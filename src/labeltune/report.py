@@ -78,6 +78,27 @@ def plot_learning_curves(log: Sequence[dict], path: Path, metric: str) -> None:
     plt.close(fig)
 
 
+def plot_reliability(curves: dict[str, dict], path: Path) -> None:
+    """Reliability diagram: per bin of top-label score, accuracy against mean score (the diagonal is
+    perfect calibration); one line per curve ({"before": reliability, "after": ...}), ECE in the legend."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for name, (curve, ece) in curves.items():
+        pts = [(c, a) for c, a, k in zip(curve["confidence"], curve["accuracy"], curve["count"]) if k]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=f"{name} (ECE {ece:.3f})")
+    ax.set_xlabel("score of the predicted label")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    ax.set_title("calibration on the evaluation data")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str], path: Path, title: str = "") -> None:
     plt = pyplot()
     n = len(names)

@@ -7,10 +7,11 @@
     RUN/head.safetensors   label head
     RUN/tokenizer/         tokenizer files
     RUN/backbone.json      backbone reference (name, resolved source, family, versions; "merged" when exported)
+    RUN/calibration.json   sequence task, when fitted: temperature (or per-label thresholds), where fitted, ECE
     RUN/metrics.json       last evaluation (+ "history": one entry per epoch); the one file evaluate rewrites
     RUN/train_log.jsonl    one JSON object per logged step / evaluation
     RUN/tensorboard/       the same log as TensorBoard events (when tensorboard is installed)
-    RUN/plots/*.png        learning curves, confusion matrix (or per-entity F1)
+    RUN/plots/*.png        learning curves, confusion matrix (or per-entity F1), calibration (reliability)
     RUN/README.md          model card: YAML front matter (labels, metrics, base model, settings) + how to load
 
 A run is written into a temporary folder and renamed into place (``atomic_run_dir``), so no verb ever
@@ -33,6 +34,7 @@ __all__ = ["REQUIRED", "EVALUATE_WRITES", "TRAINING_KEYS", "check_output", "atom
 REQUIRED = ("config.json", "labels.json", "head.safetensors", "tokenizer", "backbone.json")
 # what `LabelModel.from_pretrained` fetches of a run kept in a Hugging Face Hub repository
 DOWNLOAD_PATTERNS = ("config.json", "labels.json", "head.safetensors", "backbone.json", "metrics.json", "README.md",
+                     "calibration.json",
                      "tokenizer/*", "adapter/*", "backbone/*")
 ADAPTER, MERGED = "adapter", "backbone"
 EVALUATE_WRITES = "metrics.json"  # evaluate replaces it (keeping TRAINING_KEYS from training) and README.md

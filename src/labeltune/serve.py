@@ -114,9 +114,9 @@ class MicroBatcher:
 
 
 def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = None, api_key: "str | None" = None,
-               limits: "ServeLimits | None" = None, model=None):
+               limits: "ServeLimits | None" = None, model=None, abstain_below: float = 0.0):
     """The FastAPI app for ``run`` (or an already loaded ``model``). ``api_key``: None reads
-    ``LABELTUNE_API_KEY``; empty: no key."""
+    ``LABELTUNE_API_KEY``; empty: no key. ``abstain_below`` P: label null where the top score is under P."""
     try:
         import uvicorn  # noqa: F401  (checked here, before the slow model load; `labeltune serve` runs it)
         from fastapi import Depends, FastAPI, HTTPException, Request
@@ -136,6 +136,9 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
         raise ConfigError(f"max_texts={max_texts}: a request must be allowed at least one text")
     model = model or LabelModel.from_pretrained(run, device=resolve_device(device))
     limits = limits or ServeLimits(max_texts=max_texts)
+    if not 0.0 <= abstain_below <= 1.0:
+        raise ConfigError(f"abstain_below={abstain_below}: give a probability in [0, 1]")
+    model.abstain_below = abstain_below
     key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
     batcher = MicroBatcher(model, limits.batch_tokens or model.config.train.eval_batch_tokens, limits.max_wait_ms)
 
@@ -216,6 +219,7 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
         return {"task": model.config.model.task, "labels": model.labels.names,
                 "problem_type": model.labels.problem_type, "base_model": model.config.model.name,
                 "pairs": bool(model.config.data.text_pair_column), "version": __version__,
+                "temperature": model.temperature, "abstain_below": model.abstain_below,
                 "limits": {"max_texts": limits.max_texts, "max_chars": limits.max_chars,
                            "max_body_bytes": limits.max_body_bytes}, "run": str(run)}
 

@@ -40,6 +40,46 @@ def _batches(plan, encoded, pad_id, problem):
     return Batches()
 
 
+def _calibration_split(examples: list, fraction: float, seed: int, name: str) -> tuple[list, list | None]:
+    """(training examples, the examples set aside to fit the calibration) — a seeded random part."""
+    if not fraction:
+        return examples, None
+    from .errors import DataError
+
+    k = max(1, round(len(examples) * fraction))
+    if len(examples) - k < 1:
+        raise DataError(name, None, f"calibration_split={fraction} leaves no training examples of {len(examples)}",
+                        "lower --calibration-split or add data")
+    held = set(random.Random(seed).sample(range(len(examples)), k))
+    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
+
+
+def _calibrate(model, task, metrics: dict, cal_ex, eval_ex, eval_enc, train_name: str, eval_name: str | None) -> dict:
+    """Fit the calibration (sequence task) on the set-aside part of the training data, else on the
+    evaluation data; the final metrics are the evaluation's with it applied, the uncalibrated ones kept."""
+    if cal_ex:
+        encoded, _ = task.encode(model, cal_ex, source=train_name)
+        where = f"{len(cal_ex)} training examples of {train_name} set aside (calibration_split)"
+    elif eval_enc:
+        encoded = eval_enc
+        where = f"the evaluation data {eval_name} ({len(eval_enc)} examples; its ECE after calibration is in-sample)"
+    else:
+        return metrics
+    calibration = task.calibrate(model, encoded, where)
+    if calibration is None:
+        return metrics
+    model.calibration = calibration
+    from dataclasses import asdict
+
+    out = dict(metrics)
+    if eval_enc:
+        out, _ = task.evaluate(model, eval_ex, eval_enc)
+        out["uncalibrated"] = {k: metrics[k] for k in ("ece", "reliability", "macro_f1", "micro_f1", "f1")
+                               if k in metrics}
+    out["calibration"] = asdict(calibration)
+    return out
+
+
 def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str | Path | None = None,
         overwrite: bool = False, progress: bool = True, echo: Callable[[str], None] = print):
     """Fine-tune; return the trained LabelModel (``model.metrics``: the best epoch's evaluation and
@@ -54,8 +94,9 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     # data: everything is validated before torch and the model load, so input mistakes fail in a second
     train_name, eval_name = source_name(train_data), source_name(eval_data) if eval_data is not None else None
     train_ex = task.read(train_data, config)
-    labels = task.build_labels(train_ex, config)
+    labels = task.build_labels(train_ex, config)  # from every example: a label seen only in the split below keeps its row
     eval_ex = task.read(eval_data, config) if eval_data is not None else None
+    train_ex, cal_ex = _calibration_split(train_ex, config.train.calibration_split, config.train.seed, train_name)
 
     import torch
     from accelerate import Accelerator
@@ -180,6 +221,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     if best["state"] is not None:  # keep the best epoch, not merely the last
         raw.load_state_dict(best["state"], strict=False)
     final = dict(best["metrics"] or {})
+    if t_cfg.calibration == "auto":
+        final = _calibrate(raw, task, final, cal_ex, eval_ex, eval_enc, train_name, eval_name)
     final.update(best_epoch=best["epoch"], history=history, train_time_s=train_time, eval_time_s=eval_time, steps=step,
                  train_real_tokens_per_s=tokens / max(train_time, 1e-9), eval_data=eval_name,
                  train_examples=len(train_enc), truncated_train_examples=n_cut, recipe=recipe.line(total_steps))

@@ -129,6 +129,10 @@ class Task:
         """One output row per example, in input order: what predict writes and the server returns."""
         raise NotImplementedError
 
+    def calibrate(self, model, encoded: Sequence["Encoded"], fitted_on: str):
+        """A ``calibration.Calibration`` fitted on held-out ``encoded``, or None (the task has none)."""
+        return None
+
     def same_decisions(self, reference: list, other: list, model) -> bool:
         """Whether two sets of per-example logits decide the same (export's check of lower precision)."""
         raise NotImplementedError

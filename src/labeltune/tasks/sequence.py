@@ -121,26 +121,54 @@ class SequenceTask(Task):
 
         kind = model.labels.problem_type
         if kind == "single_label":
-            return logits.argmax(-1)
+            return logits.argmax(-1)  # the temperature never changes it
         if kind == "multi_label":
-            return (torch.sigmoid(logits) >= model.config.model.threshold).int()
+            cal = model.calibration
+            if cal is not None and cal.thresholds:  # per label, tuned on held-out data
+                threshold = torch.tensor([cal.thresholds[n] for n in model.labels.names], dtype=logits.dtype)
+            else:
+                threshold = torch.tensor(model.config.model.threshold, dtype=logits.dtype)
+            return (torch.sigmoid(logits) >= threshold.to(logits.device)).int()
         return logits[:, 0]
 
-    def decode(self, logits, model) -> list[dict[str, Any]]:
-        """(E, L) logits -> output dicts: label + score + scores, labels + scores, or value."""
+    @staticmethod
+    def probabilities(logits, model):
+        """(E, L) logits -> the scores a user reads: softmax of logits / T (the run's temperature, 1
+        when uncalibrated), or sigmoids for multi-label."""
         import torch
 
+        if model.labels.problem_type == "multi_label":
+            return torch.sigmoid(logits)
+        return torch.softmax(logits / model.temperature, -1)
+
+    def decode(self, logits, model) -> list[dict[str, Any]]:
+        """(E, L) logits -> output dicts: label + score + scores, labels + scores, or value. With
+        ``model.abstain_below`` P > 0, a label whose score is under P is not given: ``label`` None
+        (single label) or left out of ``labels`` (multi-label); the scores are always there."""
         kind, names = model.labels.problem_type, model.labels.names
         chosen = self.decisions(logits, model)
         if kind == "regression":
             return [{"value": float(v)} for v in chosen]
+        p = self.probabilities(logits, model)
+        floor = model.abstain_below
         if kind == "multi_label":
-            p = torch.sigmoid(logits)
-            return [{"labels": [n for n, on in zip(names, row) if on], "scores": dict(zip(names, map(float, q)))}
-                    for row, q in zip(chosen.tolist(), p)]
-        p = torch.softmax(logits, -1)
-        return [{"label": names[c], "score": float(q[c]), "scores": dict(zip(names, map(float, q)))}
-                for c, q in zip(chosen.tolist(), p)]
+            return [{"labels": [n for n, on, s in zip(names, row, q) if on and s >= floor],
+                     "scores": dict(zip(names, map(float, q)))} for row, q in zip(chosen.tolist(), p)]
+        return [{"label": names[c] if q[c] >= floor else None, "score": float(q[c]),
+                 "scores": dict(zip(names, map(float, q)))} for c, q in zip(chosen.tolist(), p)]
+
+    def calibrate(self, model, encoded, fitted_on: str):
+        """Fit the run's calibration on held-out ``encoded`` (targets included): a temperature, or per-label
+        thresholds (multi-label); None for regression."""
+        import torch
+
+        from ..calibration import calibrate
+
+        if model.labels.problem_type == "regression" or not encoded:
+            return None
+        logits = torch.stack(model.logits(encoded))
+        return calibrate(logits, [e.target for e in encoded], model.labels.problem_type, model.labels.names,
+                         fitted_on)
 
     def evaluate(self, model, examples, encoded):
         import numpy as np
@@ -153,8 +181,13 @@ class SequenceTask(Task):
         chosen = self.decisions(logits, model)
         y_true = [e.target for e in encoded]
         if kind == "single_label":
+            from ..calibration import expected_calibration_error, reliability
+
             metrics = sequence_metrics(y_true, chosen.tolist(), names)
             metrics["loss"] = float(torch.nn.functional.cross_entropy(logits, torch.tensor(y_true)))
+            probs = self.probabilities(logits, model)
+            metrics["ece"] = expected_calibration_error(probs, y_true)  # of the scores as served (temperature)
+            metrics["reliability"] = dict(zip(("confidence", "accuracy", "count"), reliability(probs, y_true)))
         elif kind == "multi_label":
             metrics = multilabel_metrics(np.array(y_true, dtype=int), chosen.numpy(), names)
         else:
@@ -183,7 +216,13 @@ class SequenceTask(Task):
                                  "regression": ["value"]}[labels.problem_type]]
 
     def plots(self, folder, metrics, labels):
-        from ..report import plot_confusion_matrix
+        from ..report import plot_confusion_matrix, plot_reliability
 
         if "confusion_matrix" in metrics:
             plot_confusion_matrix(metrics["confusion_matrix"], labels.names, folder / "confusion_matrix.png")
+        if "reliability" in metrics:
+            before = metrics.get("uncalibrated", {})
+            curves = {"uncalibrated": (before["reliability"], before["ece"])} if "reliability" in before else {}
+            label = f"temperature {metrics['calibration']['temperature']:.2f}" if "calibration" in metrics else "scores"
+            curves[label] = (metrics["reliability"], metrics["ece"])
+            plot_reliability(curves, folder / "calibration.png")

@@ -135,6 +135,8 @@ class TokenTask(Task):
             raise ConfigError("data.template applies to the sequence task only (token labels follow the words as given)")
         if config.data.text_pair_column:
             raise ConfigError("text_pair_column applies to the sequence task only")
+        if config.train.calibration_split:
+            raise ConfigError("calibration_split applies to the sequence task only (tags are not calibrated)")
 
     # ---- data -----------------------------------------------------------------------------------
     def read(self, source, config, require_labels=True):
