@@ -102,6 +102,10 @@ def train(
     warmup_ratio: Optional[float] = typer.Option(None), weight_decay: Optional[float] = typer.Option(None),
     mixed_precision: Optional[str] = typer.Option(None), time_budget_s: Optional[float] = typer.Option(None),
     gradient_checkpointing: Optional[bool] = typer.Option(None),
+    calibration: Optional[str] = typer.Option(None, help="auto (a temperature, or per-label thresholds, fitted on "
+                                              "held-out data; sequence task) | none"),
+    calibration_split: Optional[float] = typer.Option(None, help="fraction of the training data set aside to fit "
+                                                      "the calibration (default 0: the evaluation data)"),
     overwrite: bool = typer.Option(False, help="replace an existing run directory"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):

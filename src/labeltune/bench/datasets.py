@@ -44,6 +44,9 @@ DATASETS = {
                            "LOC": "location", "NUM": "number"},
                           "What does this question ask for? Answer abbreviation, description, entity, human, "
                           "location or number.\nQuestion: {text}"),
+    "imdb": BenchDataset("imdb", "sequence", "imdb/train.csv", "imdb/test.csv", {},
+                         {"negative": "negative", "positive": "positive"},
+                         "Review: {text}\nIs the sentiment of this movie review positive or negative?"),
     "conll2003": BenchDataset("conll2003", "token", "conll2003/train.txt", "conll2003/valid.txt", {},
                               types={"PER": "person", "ORG": "organisation", "LOC": "location",
                                      "MISC": "other names (nationalities, events, works)"}),
