@@ -106,6 +106,10 @@ def train(
                                               "held-out data; sequence task) | none"),
     calibration_split: Optional[float] = typer.Option(None, help="fraction of the training data set aside to fit "
                                                       "the calibration (default 0: the evaluation data)"),
+    checkpoint_every: Optional[int] = typer.Option(None, help="a checkpoint every N steps (default 0: at each epoch's "
+                                                   "end), beside OUTPUT as OUTPUT.checkpoints/"),
+    keep_checkpoints: Optional[int] = typer.Option(None, help="newest checkpoints kept (default 2)"),
+    resume: bool = typer.Option(False, help="continue from the newest checkpoint of OUTPUT (same settings and data)"),
     overwrite: bool = typer.Option(False, help="replace an existing run directory"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
@@ -117,7 +121,7 @@ def train(
     from .training import fit
 
     model = fit(cfg, str(train), str(eval) if eval else None, output, overwrite=overwrite, progress=not quiet,
-                echo=lambda s: typer.echo(s, err=True))
+                echo=lambda s: typer.echo(s, err=True), resume=resume)
     metrics = model.metrics
     _print_metrics(metrics, f"{output} (best epoch {metrics.get('best_epoch')})")
     typer.echo(f"run: {output}  plots: {output / 'plots'}")

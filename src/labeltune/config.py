@@ -204,6 +204,8 @@ class TrainSettings:
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimiser steps (0: no limit)"})
     time_budget_s: float = field(default=0.0, metadata={"help": "stop training after this many seconds (0: no limit); the schedule assumes the full run"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers"})
+    checkpoint_every: int = field(default=0, metadata={"help": "with an output directory, a checkpoint every N optimiser steps (0: at each epoch's end only), for --resume"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "how many of the newest checkpoints to keep while training (removed once the run is written)"})
     calibration: str = field(default="auto", metadata={"help": "sequence task: auto (fit a temperature, or per-label thresholds for multi-label, on held-out data: the calibration split, else the evaluation data) or none"})
     calibration_split: float = field(default=0.0, metadata={"help": "fraction of the training examples set aside (not trained on) to fit the calibration; 0: fit on the evaluation data"})
 
@@ -215,6 +217,8 @@ class TrainSettings:
                 self.grad_accum <= 0 or self.head_lr_scale <= 0:
             raise ConfigError("epochs, lr, head_lr_scale, batch_size and grad_accum must be positive")
         _check(self.calibration, ("auto", "none"), "calibration")
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
+            raise ConfigError("checkpoint_every must be >= 0 and keep_checkpoints >= 1")
         if not 0.0 <= self.calibration_split < 0.9:
             raise ConfigError(f"calibration_split={self.calibration_split} must be in [0, 0.9)")
         if self.warmup_ratio is not None and not 0.0 <= self.warmup_ratio < 1.0:

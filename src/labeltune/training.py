@@ -6,6 +6,7 @@ Data are read and checked before torch or the model load, so input mistakes fail
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -13,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .checkpoint import Checkpoints, checkpoint_folder, rng_state, set_rng_state
 from .config import RunConfig
+from .errors import ConfigError
 from .data.readers import source_name
 from .recipe import size_recipe
 from .rundir import check_output
@@ -81,9 +84,10 @@ def _calibrate(model, task, metrics: dict, cal_ex, eval_ex, eval_enc, train_name
 
 
 def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str | Path | None = None,
-        overwrite: bool = False, progress: bool = True, echo: Callable[[str], None] = print):
+        overwrite: bool = False, progress: bool = True, echo: Callable[[str], None] = print, resume: bool = False):
     """Fine-tune; return the trained LabelModel (``model.metrics``: the best epoch's evaluation and
-    the training record). With ``output``, also write the run directory (atomically).
+    the training record). With ``output``, also write the run directory (atomically) and, while
+    training, checkpoints beside it (``checkpoint.py``); ``resume`` continues from the newest one.
 
     ``train_data`` / ``eval_data``: a path, ``hf:ID[,CONFIG]:SPLIT``, a list of dicts, a pandas
     DataFrame or a ``datasets.Dataset``.
@@ -165,16 +169,60 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     best: dict[str, Any] = {"score": None, "state": None, "metrics": None, "epoch": None}
     history, train_log = [], []
     step, t0, tokens, eval_time = 0, time.perf_counter(), 0, 0.0
-    bar = tqdm(total=total_steps, disable=not progress or not accelerator.is_local_main_process, desc="train",
-               dynamic_ncols=True)
-    stop = False
-    for epoch in range(n_epochs):
-        loader = torch.utils.data.DataLoader(_batches(plans[epoch], train_enc, raw.tokenizer.pad_token_id, problem),
-                                             batch_size=None, shuffle=False, num_workers=t_cfg.num_workers)
+    # checkpoints: the loop's whole state, so that a resumed run continues as if never stopped
+    ckpt = Checkpoints(checkpoint_folder(output), t_cfg.keep_checkpoints) if output is not None else None
+    fingerprint = json.loads(json.dumps({"config": config.to_dict(), "train": train_name, "eval": eval_name,
+                                         "train_examples": len(train_enc)}))
+    start_epoch, skip, rng_after_resume, running_at_resume = 0, 0, None, (0.0, 0)
+    running, seen = 0.0, 0
+    resumed = ckpt.latest() if (resume and ckpt is not None) else None
+    if resume and resumed is None:
+        echo(f"note: no checkpoint in {ckpt.folder if ckpt else '(no output directory)'}; training from the start")
+    if resumed is not None:
+        trainable, saved, where = Checkpoints.load(resumed)
+        if where["fingerprint"] != fingerprint:
+            changed = sorted(k for k in fingerprint if where["fingerprint"].get(k) != fingerprint[k])
+            raise ConfigError(f"{resumed} was written by a run with other {', '.join(changed)}; resume with the same "
+                              f"settings and data, or remove {ckpt.folder} to start over")
+        raw.load_state_dict(trainable, strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        best, history, train_log = saved["best"], saved["history"], saved["train_log"]
+        step, tokens, eval_time = saved["step"], saved["tokens"], saved["eval_time"]
+        start_epoch, skip, rng_after_resume = where["epoch"], where["batches_done"], saved["rng"]
+        running_at_resume = saved["running"]  # the loss average being logged, mid-epoch
+        t0 = time.perf_counter() - where["elapsed_s"]
+        echo(f"resuming from {resumed}: step {step} of {total_steps}, epoch {start_epoch + 1}")
+
+    def save_checkpoint(epoch: int, batches_done: int) -> None:
+        if ckpt is None or not accelerator.is_main_process:
+            return
+        saved = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                 "best": best, "history": history, "train_log": train_log, "step": step, "tokens": tokens,
+                 "eval_time": eval_time, "running": (running, seen)}
+        ckpt.save(step, raw.trainable_state(), saved, {"step": step, "epoch": epoch, "batches_done": batches_done,
+                                                     "elapsed_s": time.perf_counter() - t0, "fingerprint": fingerprint})
+
+    bar = tqdm(total=total_steps, initial=step, disable=not progress or not accelerator.is_local_main_process,
+               desc="train", dynamic_ncols=True)
+    stop = step >= total_steps
+    for epoch in range(start_epoch, n_epochs if not stop else start_epoch):
+        first = skip if epoch == start_epoch else 0  # batches of this epoch done before the checkpoint
+        # the loader's own generator: its iterator's seed draw must not move the global RNG (dropout), so
+        # that a run resumed mid-epoch draws the same dropout masks as one never stopped
+        loader = torch.utils.data.DataLoader(_batches(plans[epoch][first:], train_enc, raw.tokenizer.pad_token_id,
+                                                      problem),
+                                             batch_size=None, shuffle=False, num_workers=t_cfg.num_workers,
+                                             generator=torch.Generator().manual_seed(t_cfg.seed + epoch))
         loader = accelerator.prepare_data_loader(loader, device_placement=False)
         model.train()
-        running, seen = 0.0, 0
+        running, seen = running_at_resume if first else (0.0, 0)
+        if rng_after_resume is not None:
+            set_rng_state(rng_after_resume)
+            rng_after_resume = None
+        done_in_epoch = first
         for batch in loader:
+            done_in_epoch += 1
             with accelerator.accumulate(model):
                 out = model(batch)
                 accelerator.backward(out.loss)
@@ -199,6 +247,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
             if step >= total_steps or (t_cfg.time_budget_s and elapsed > t_cfg.time_budget_s):
                 stop = True
                 break
+            if t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0:
+                save_checkpoint(epoch, done_in_epoch)
         if eval_enc is not None and accelerator.is_main_process:
             t_eval = time.perf_counter()
             metrics, _ = task.evaluate(raw, eval_ex, eval_enc)
@@ -213,6 +263,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                 best.update(score=score, state=raw.trainable_state(), metrics=metrics, epoch=epoch + 1)
         if stop:
             break
+        save_checkpoint(epoch + 1, 0)
     bar.close()
     train_time = time.perf_counter() - t0 - eval_time  # optimisation only; evaluation reported apart
 
@@ -230,4 +281,6 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     raw.eval()
     if output is not None:
         raw.save_pretrained(output, overwrite)
+        if ckpt is not None:
+            ckpt.remove()  # the run directory is complete: nothing left to resume
     return raw
