@@ -183,7 +183,8 @@ def test_3_predict_csv_keeps_every_field_of_token_and_pair_runs(tmp_path, tiny_l
 
     token = tiny_label_model(tiny_llama, labels=("O", "B-PER", "I-PER"), task="token")
     token.save_pretrained(tmp_path / "ner")
-    rows = predict_run(tmp_path / "ner", None, ["john smith lives", "paris"], tmp_path / "ner.csv")
+    assert predict_run(tmp_path / "ner", None, ["john smith lives", "paris"], tmp_path / "ner.csv") == 2
+    rows = token.predict(["john smith lives", "paris"])
     got = _read_csv(tmp_path / "ner.csv")
     assert list(got[0]) == ["text", "tokens", "tags", "entities"]
     assert [json.loads(r["tags"]) for r in got] == [r["tags"] for r in rows]
@@ -194,7 +195,8 @@ def test_3_predict_csv_keeps_every_field_of_token_and_pair_runs(tmp_path, tiny_l
     LabelModel.from_config(cfg, labeltune.data.LabelMap(["no", "yes"])).save_pretrained(tmp_path / "pairs")
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"text": "a cat sat", "h": "an animal sat"}\n{"text": "it rained", "h": "it was dry"}\n')
-    rows = predict_run(tmp_path / "pairs", str(data), None, tmp_path / "pairs.csv")
+    assert predict_run(tmp_path / "pairs", str(data), None, tmp_path / "pairs.csv") == 2
+    rows = LabelModel.from_pretrained(tmp_path / "pairs").predict(["a cat sat", "it rained"], ["an animal sat", "it was dry"])
     got = _read_csv(tmp_path / "pairs.csv")
     assert list(got[0]) == ["text", "pair", "label", "score", "scores"]
     assert [r["pair"] for r in got] == ["an animal sat", "it was dry"]
@@ -273,10 +275,10 @@ def test_predict_and_serve_and_cli_give_the_same_rows(tmp_path, tiny_llama):
     model = tiny_label_model(tiny_llama, labels=("O", "B-PER", "I-PER"), task="token")
     model.save_pretrained(tmp_path / "run")
     texts = ["john smith lives in paris", "acme"]
-    cli_rows = predict_run(tmp_path / "run", None, texts, tmp_path / "out.jsonl")
+    assert predict_run(tmp_path / "run", None, texts, tmp_path / "out.jsonl") == 2
+    cli_rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     served = TestClient(create_app(tmp_path / "run")).post("/predict", json={"texts": texts}).json()["predictions"]
     assert cli_rows == served == model.predict(texts)
-    assert [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()] == cli_rows
 
 
 def test_token_task_predicts_on_a_sliding_window_family(tmp_path):

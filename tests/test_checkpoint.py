@@ -120,19 +120,18 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, tiny_llama, 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, tiny_llama, monkeypatch):
     import labeltune
-    import labeltune.training as training
 
     # stop the first run right after its first checkpoint, as a kill would
-    real = training.Checkpoints.save
+    real = Checkpoints.save
 
     def save_then_die(self, *a, **k):
         real(self, *a, **k)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.Checkpoints, "save", save_then_die)
+    monkeypatch.setattr(Checkpoints, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         labeltune.train(ROWS, output=tmp_path / "run", **_train_kwargs(tiny_llama))
-    monkeypatch.setattr(training.Checkpoints, "save", real)
+    monkeypatch.setattr(Checkpoints, "save", real)
     kwargs = {**_train_kwargs(tiny_llama), "seed": 4}
     with pytest.raises(ConfigError, match="other config"):
         labeltune.train(ROWS, output=tmp_path / "run", resume=True, **kwargs)

@@ -10,12 +10,14 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
-__all__ = ["write_text_atomic", "write_json_atomic", "atomic_directory"]
+__all__ = ["write_text_atomic", "write_json_atomic", "atomic_directory", "atomic_text_file"]
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
+@contextmanager
+def atomic_text_file(path: str | Path) -> Iterator[IO[str]]:
+    """A text file (UTF-8) to write piece by piece; it appears at ``path`` only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -23,11 +25,16 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_text_file(path) as f:
+        f.write(text)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

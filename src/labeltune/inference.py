@@ -6,10 +6,11 @@ import csv
 import io
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
-from .atomic import write_json_atomic, write_text_atomic
+from .atomic import write_json_atomic
 from .card import write_model_card
 from .rundir import EVALUATE_WRITES, TRAINING_KEYS, is_merged
 
@@ -46,25 +47,36 @@ def evaluate_run(run: str | Path, data: Any, out: str | Path | None = None, mode
     return metrics
 
 
+CHUNK = 2048  # examples read, predicted and written at a time: memory stays bounded by a chunk
+
+
 def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: str | Path | None,
-                device: str | None = None, abstain_below: float = 0.0) -> list[dict]:
-    """Predictions in input order; JSONL to ``out`` (CSV when it ends in .csv) or stdout. With
-    ``abstain_below`` P, no label where the top score is under P (``calibration``)."""
+                device: str | None = None, abstain_below: float = 0.0, chunk: int = CHUNK) -> int:
+    """Predictions in input order; JSONL to ``out`` (CSV when it ends in .csv) or stdout; returns how
+    many. A data file is streamed: read, predicted and written ``chunk`` examples at a time (sequence
+    task; CSV/TSV/JSONL/Parquet), so memory does not grow with the file. ``out`` appears only when
+    complete. With ``abstain_below`` P, no label where the top score is under P (``calibration``)."""
+    from itertools import islice
+
+    from .atomic import atomic_text_file
     from .data.readers import source_name
 
     model = _load(run, device)
     model.abstain_below = abstain_below
+    as_csv = bool(out) and str(out).endswith(".csv")
     if data is not None:
-        examples = model.task.read(data, model.config, require_labels=False)
-        rows = model.predict_examples(examples, source_name(data))
+        name = source_name(data)
+        examples = model.task.iter_read(data, model.config, require_labels=False)
+        chunks = iter(lambda: list(islice(examples, chunk)), [])
+        parts = (model.predict_examples(part, name) for part in chunks)
     else:
-        rows = model.predict(list(texts or []))
-    text = format_rows(rows, model, as_csv=bool(out) and str(out).endswith(".csv"))
-    if out:
-        write_text_atomic(out, text)
-    else:
-        sys.stdout.write(text)
-    return rows
+        parts = iter([model.predict(list(texts or []))])
+    count = 0
+    with (atomic_text_file(out) if out else nullcontext(sys.stdout)) as sink:
+        for k, rows in enumerate(parts):
+            sink.write(format_rows(rows, model, as_csv=as_csv, header=k == 0))
+            count += len(rows)
+    return count
 
 
 def predict_texts(model, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
@@ -72,13 +84,15 @@ def predict_texts(model, texts: Sequence[str], pairs: Sequence[str] | None = Non
     return model.predict(list(texts), list(pairs) if pairs is not None else None)
 
 
-def format_rows(rows: list[dict], model, as_csv: bool = False) -> str:
-    """JSON lines, or CSV with every field of the task's rows (lists and mappings as JSON)."""
+def format_rows(rows: list[dict], model, as_csv: bool = False, header: bool = True) -> str:
+    """JSON lines, or CSV with every field of the task's rows (lists and mappings as JSON); ``header``:
+    the CSV's first line (a later chunk of a streamed file has none)."""
     if not as_csv:
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     fields = model.task.csv_fields(model.config, model.labels)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(fields)
+    if header:
+        writer.writerow(fields)
     writer.writerows(model.task.csv_row(r, fields) for r in rows)
     return buf.getvalue()

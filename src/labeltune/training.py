@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoint import Checkpoints, checkpoint_folder, rng_state, set_rng_state
 from .config import RunConfig
 from .errors import ConfigError
 from .data.readers import source_name
@@ -108,6 +107,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
+    from .checkpoint import Checkpoints, checkpoint_folder, rng_state, set_rng_state
     from .data.batching import plan_batches
     from .modeling import LabelModel
     from .precision import resolve_mixed_precision

@@ -8,12 +8,11 @@ Nothing is dropped silently: an unusable row is an error, never a skipped exampl
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from ..config import DataSettings
 from ..errors import DataError
@@ -88,74 +87,121 @@ def split_lines(text: str) -> list[str]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-def _drop_trailing_blank_lines(text: str) -> str:
-    """``text`` without whitespace-only lines at its end, ending in one newline."""
-    text = text.rstrip("\r\n")
-    while True:
-        cut = max(text.rfind("\n"), text.rfind("\r"))
-        if cut < 0 or text[cut + 1:].strip(" \t"):
-            return text + "\n"
-        text = text[:cut].rstrip("\r\n")
+def open_lazily(path: Path) -> IO[str]:
+    """The file opened for reading line by line (UTF-8, a byte-order mark dropped; newline="": the
+    readers split records themselves), or a DataError saying why not. Decoding errors surface while
+    reading: ``decoded`` turns them into DataErrors."""
+    if not path.exists():
+        raise DataError(path, None, "file not found", "check the path")
+    if path.is_dir():
+        raise DataError(path, None, "is a directory, not a data file", "give the file inside it")
+    try:
+        return open(path, encoding="utf-8-sig", newline="")
+    except OSError as e:
+        raise DataError(path, None, f"cannot read file ({e.strerror})", "check permissions and the path") from None
+
+
+def decoded(f: IO[str], path: Path) -> Iterator[str]:
+    """The lines of ``f`` (ends kept), with a DataError naming the line where the bytes are not UTF-8."""
+    line_no = 0
+    try:
+        for line_no, line in enumerate(f, start=1):
+            yield line
+    except UnicodeDecodeError:
+        raise DataError(path, f"line {line_no + 1}", "is not UTF-8 text", "re-save the file as UTF-8") from None
+
+
+def _blank(fields: list[str]) -> bool:
+    return not fields or (len(fields) == 1 and not fields[0].strip())
 
 
 def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[dict, str]]:
-    text = _drop_trailing_blank_lines(open_text(path))  # blank lines at the very end are no rows
+    """Rows read as the file is read (memory bounded by the longest row, whatever the file's size).
+    Blank lines at the very end are no rows; one before more data is an error."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    # newline="": the csv module splits records itself (\n, \r\n or \r), and keeps them inside quotes
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     kind = "TSV" if delimiter == "\t" else "CSV"
-    if len(text) > csv.field_size_limit():  # a field may be as long as the file (the limit only ever grows)
-        csv.field_size_limit(len(text))
-    try:
-        header = [h.strip() for h in next(reader)]
-        if len(set(header)) != len(header) or not all(header):
-            raise DataError(path, "line 1", f"header {header} has empty or repeated column names",
-                            "give every column a unique name in the first line")
-        for i, fields in enumerate(reader, start=1):
-            line = reader.line_num
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                raise DataError(path, f"line {line}", "blank line inside the data", "remove the blank line")
-            if len(fields) != len(header):
-                raise DataError(path, f"row {i} (line {line})",
-                                f"expected {len(header)} fields ({', '.join(header)}), found {len(fields)}",
-                                "quote fields that contain the delimiter, or fix the row")
-            yield dict(zip(header, fields)), f"row {i} (line {line})"
-    except csv.Error as e:
-        raise DataError(path, f"line {reader.line_num}", f"malformed {kind} ({e})",
-                        "close the quote on this line (double a quote inside a quoted field)") from None
+    size = path.stat().st_size if path.is_file() else 0
+    if size > csv.field_size_limit():  # a field may be as long as the file (the limit only ever grows)
+        csv.field_size_limit(size)
+    with open_lazily(path) as f:
+        reader = csv.reader(decoded(f, path), delimiter=delimiter, quoting=quoting, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None or _blank(header):
+                if next((r for r in reader if not _blank(r)), None) is None:
+                    raise DataError(path, None, "file is empty (no examples)", "give a file with at least one example")
+                raise DataError(path, "line 1", "the first line (the header) is blank",
+                                "put the column names in the first line")
+            header = [h.strip() for h in header]
+            if len(set(header)) != len(header) or not all(header):
+                raise DataError(path, "line 1", f"header {header} has empty or repeated column names",
+                                "give every column a unique name in the first line")
+            blank_at = None  # the line of a blank line seen, an error only if data follow it
+            i = 0
+            for fields in reader:
+                line = reader.line_num
+                if _blank(fields):
+                    blank_at = blank_at or line
+                    continue
+                if blank_at is not None:
+                    raise DataError(path, f"line {blank_at}", "blank line inside the data", "remove the blank line")
+                i += 1
+                if len(fields) != len(header):
+                    raise DataError(path, f"row {i} (line {line})",
+                                    f"expected {len(header)} fields ({', '.join(header)}), found {len(fields)}",
+                                    "quote fields that contain the delimiter, or fix the row")
+                yield dict(zip(header, fields)), f"row {i} (line {line})"
+        except csv.Error as e:
+            raise DataError(path, f"line {reader.line_num}", f"malformed {kind} ({e})",
+                            "close the quote on this line (double a quote inside a quoted field)") from None
 
 
 def rows_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
-    for line_no, line in enumerate(split_lines(open_text(path)), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"line {line_no}", f"not valid JSON ({e.msg} at column {e.colno})",
-                            "write one JSON object per line") from None
-        except (RecursionError, ValueError) as e:  # nesting too deep; an integer of over 4,300 digits
-            raise DataError(path, f"line {line_no}", f"JSON this parser cannot read ({type(e).__name__}: "
-                            f"{str(e)[:80]})", "write one flat JSON object per line") from None
-        if not isinstance(row, dict):
-            raise DataError(path, f"line {line_no}", f"expected a JSON object, found {type(row).__name__}",
-                            'write one object per line, e.g. {"text": "...", "label": "..."}')
-        yield row, f"line {line_no}"
+    """One JSON object per line, read as the file is read."""
+    seen = False
+    with open_lazily(path) as f:
+        for line_no, line in enumerate(decoded(f, path), start=1):
+            if not line.strip():
+                continue
+            seen = True
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, f"line {line_no}", f"not valid JSON ({e.msg} at column {e.colno})",
+                                "write one JSON object per line") from None
+            except (RecursionError, ValueError) as e:  # nesting too deep; an integer of over 4,300 digits
+                raise DataError(path, f"line {line_no}", f"JSON this parser cannot read ({type(e).__name__}: "
+                                f"{str(e)[:80]})", "write one flat JSON object per line") from None
+            if not isinstance(row, dict):
+                raise DataError(path, f"line {line_no}", f"expected a JSON object, found {type(row).__name__}",
+                                'write one object per line, e.g. {"text": "...", "label": "..."}')
+            yield row, f"line {line_no}"
+    if not seen:
+        raise DataError(path, None, "file is empty (no examples)", "give a file with at least one example")
 
 
 def _rows_parquet(path: Path) -> Iterator[tuple[dict, str]]:
+    """Rows in record batches of 1,024 (memory bounded by a batch, whatever the file's size)."""
     import pyarrow.parquet as pq
 
     if not path.exists():
         raise DataError(path, None, "file not found", "check the path")
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise DataError(path, None, f"cannot read Parquet ({e})", "check that the file is a valid Parquet file") from None
-    if table.num_rows == 0:
+    if parquet.metadata.num_rows == 0:
         raise DataError(path, None, "file is empty (no examples)", "give a file with at least one example")
-    for i, row in enumerate(table.to_pylist(), start=1):
-        yield row, f"row {i}"
+    i = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                i += 1
+                yield row, f"row {i}"
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 (a corrupt row group)
+        raise DataError(path, f"after row {i}", f"cannot read Parquet ({e})", "check that the file is valid") from None
 
 
 def _rows_label_text(path: Path, text_column: str, label_column: str) -> Iterator[tuple[dict, str]]:
@@ -284,9 +330,15 @@ def _clean_label(value, settings: DataSettings, names: list[str] | None, source:
 
 def read_text_examples(source: Any, settings: DataSettings, require_labels: bool = True) -> list[TextExample]:
     """Read every example of ``source``; raise DataError on the first unusable one."""
+    return list(iter_text_examples(source, settings, require_labels))
+
+
+def iter_text_examples(source: Any, settings: DataSettings, require_labels: bool = True) -> Iterator[TextExample]:
+    """The examples of ``source`` one by one, as the file is read (CSV/TSV/JSONL/Parquet stream);
+    DataError on the first unusable one, and for a source with none."""
     records = read_records(source, settings)
     name = records.name
-    examples: list[TextExample] = []
+    count = 0
     wanted = [settings.text_column] + ([settings.text_pair_column] if settings.text_pair_column else [])
     label_names = records.class_names.get(settings.label_column)
     checked = False
@@ -314,7 +366,7 @@ def read_text_examples(source: Any, settings: DataSettings, require_labels: bool
             if _missing(label) or (isinstance(label, str) and not label):
                 raise DataError(name, where, f"label in column {settings.label_column!r} is empty",
                                 "give every row a label (or use predict for unlabelled text)")
-        examples.append(TextExample(texts[0], texts[1] if len(texts) > 1 else None, label, where))
-    if not examples:
+        count += 1
+        yield TextExample(texts[0], texts[1] if len(texts) > 1 else None, label, where)
+    if not count:
         raise DataError(name, None, "no examples found", "give a file with at least one example")
-    return examples

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 if TYPE_CHECKING:
     from ..config import ModelSettings, RunConfig
@@ -61,6 +61,10 @@ class Task:
     def read(self, source: Any, config: "RunConfig", require_labels: bool = True) -> list:
         """Examples from a path, ``hf:ID:SPLIT`` or data in memory; DataError on the first bad one."""
         raise NotImplementedError
+
+    def iter_read(self, source: Any, config: "RunConfig", require_labels: bool = True) -> Iterator:
+        """The examples of ``source`` one at a time (predict streams them in chunks); by default read whole."""
+        return iter(self.read(source, config, require_labels))
 
     def from_texts(self, texts: Sequence[str], pairs: Sequence[str] | None, config: "RunConfig") -> list:
         """Unlabelled examples from raw input (predict, serve); ConfigError when pairs do not fit the run."""

@@ -30,6 +30,11 @@ class SequenceTask(Task):
 
         return read_text_examples(source, config.data, require_labels)
 
+    def iter_read(self, source, config, require_labels=True):
+        from ..data.readers import iter_text_examples
+
+        return iter_text_examples(source, config.data, require_labels)
+
     def from_texts(self, texts, pairs, config):
         from ..data.examples import TextExample
 
