@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -26,20 +27,48 @@ __all__ = ["fit"]
 log = logging.getLogger(__name__)
 
 
-def _batches(plan, encoded, pad_id, problem):
-    """Pre-planned batches, collated lazily; a DataLoader over it uses batch_size=None."""
+def _batches(plan, encoded, pad_id, problem, rank: int = 0, world: int = 1):
+    """Pre-planned global batches, collated lazily; this process's share of each (its rows
+    ``rank::world``) and ``loss_scale``, so that the gradient DDP averages over processes is the
+    gradient of the global batch's mean loss (each process's mean weighted by its share of the labels).
+    A process left without a row repeats the batch's first one with a zero scale (every process must
+    take part in each step). A DataLoader over it uses batch_size=None."""
     import torch
 
     from .data.batching import collate
+
+    def labels_in(rows) -> int:  # what the loss averages over: examples, or tagged units (token task)
+        return sum(len(encoded[i].target) if problem == "token" else 1 for row in rows for i in row)
 
     class Batches(torch.utils.data.Dataset):
         def __len__(self):
             return len(plan)
 
         def __getitem__(self, i):
-            return collate(plan[i], encoded, pad_id, problem)
+            rows = plan[i][rank::world]
+            batch = collate(rows or plan[i][:1], encoded, pad_id, problem)
+            if world > 1:
+                share = labels_in(rows) / max(1, labels_in(plan[i])) if rows else 0.0
+                batch["loss_scale"] = share * world
+            return batch
 
     return Batches()
+
+
+def _sharded_logits(model, encoded, rank: int, world: int) -> list:
+    """The logits of every example of ``encoded``, each computed by one process (``rank::world``) and
+    gathered, in input order (on every process)."""
+    if world == 1:
+        return model.logits(encoded)
+    from accelerate.utils import gather_object
+
+    mine = list(range(rank, len(encoded), world))
+    pairs = gather_object(list(zip(mine, model.logits([encoded[i] for i in mine]))))
+    out = [None] * len(encoded)
+    for i, logits in pairs:
+        out[i] = logits
+    assert all(x is not None for x in out), "an evaluation example was scored by no process"
+    return out
 
 
 def _calibration_split(examples: list, fraction: float, seed: int, name: str) -> tuple[list, list | None]:
@@ -119,8 +148,12 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     # Accelerate keeps its settings in a process-wide singleton: a second fit in the same process (a
     # notebook, a benchmark) may ask for another precision; the process group itself is kept
     AcceleratorState._reset_state(reset_partial_state=False)
+    # torchrun on a machine without GPUs: Accelerate takes the processes for one unless told cpu (gloo)
+    cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(t_cfg.mixed_precision),
-                              gradient_accumulation_steps=t_cfg.grad_accum)
+                              gradient_accumulation_steps=t_cfg.grad_accum, cpu=cpu_processes)
+    if not accelerator.is_main_process:  # one process speaks (and writes)
+        echo = lambda line: None  # noqa: E731
     problem = task.problem(labels)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cuda" else None
     model = LabelModel.from_config(config, labels, dtype=dtype)
@@ -162,8 +195,11 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
               {"params": head, "lr": t_cfg.lr * t_cfg.head_lr_scale}]
     optimizer = torch.optim.AdamW(groups, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t_cfg.warmup_ratio * total_steps), total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # the scheduler is not prepared: Accelerate would step it once per process, while total_steps
+    # already counts global steps (--batch-size is the global batch, whatever the number of processes)
+    model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+    rank, world = accelerator.process_index, accelerator.num_processes
 
     metric_name, higher = task.primary_metric(labels)
     best: dict[str, Any] = {"score": None, "state": None, "metrics": None, "epoch": None}
@@ -211,10 +247,9 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
         # the loader's own generator: its iterator's seed draw must not move the global RNG (dropout), so
         # that a run resumed mid-epoch draws the same dropout masks as one never stopped
         loader = torch.utils.data.DataLoader(_batches(plans[epoch][first:], train_enc, raw.tokenizer.pad_token_id,
-                                                      problem),
+                                                      problem, rank, world),
                                              batch_size=None, shuffle=False, num_workers=t_cfg.num_workers,
                                              generator=torch.Generator().manual_seed(t_cfg.seed + epoch))
-        loader = accelerator.prepare_data_loader(loader, device_placement=False)
         model.train()
         running, seen = running_at_resume if first else (0.0, 0)
         if rng_after_resume is not None:
@@ -225,13 +260,14 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
             done_in_epoch += 1
             with accelerator.accumulate(model):
                 out = model(batch)
-                accelerator.backward(out.loss)
+                accelerator.backward(out.loss * batch.get("loss_scale", 1.0))
                 if accelerator.sync_gradients and t_cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(params, t_cfg.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            tokens += batch["real_tokens"]
+            tokens += batch["real_tokens"] if batch.get("loss_scale", 1.0) else 0
             running, seen = running + out.loss.item(), seen + 1
             if not accelerator.sync_gradients:
                 continue
@@ -249,9 +285,13 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                 break
             if t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0:
                 save_checkpoint(epoch, done_in_epoch)
+        if eval_enc is not None:
+            t_eval = time.perf_counter()
+            logits = _sharded_logits(raw, eval_enc, rank, world)  # every process scores its share
+            eval_time += time.perf_counter() - t_eval
         if eval_enc is not None and accelerator.is_main_process:
             t_eval = time.perf_counter()
-            metrics, _ = task.evaluate(raw, eval_ex, eval_enc)
+            metrics, _ = task.evaluate(raw, eval_ex, eval_enc, logits)
             eval_time += time.perf_counter() - t_eval
             entry = {"event": "eval", "step": step, "epoch": epoch + 1, metric_name: metrics[metric_name],
                      "eval_loss": metrics.get("loss"), "elapsed_s": time.perf_counter() - t0}
@@ -267,6 +307,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     bar.close()
     train_time = time.perf_counter() - t0 - eval_time  # optimisation only; evaluation reported apart
 
+    if world > 1:  # the throughput of all processes together
+        tokens = int(accelerator.reduce(torch.tensor(float(tokens)), reduction="sum"))
     if not accelerator.is_main_process:
         return raw
     if best["state"] is not None:  # keep the best epoch, not merely the last

@@ -125,8 +125,10 @@ class Task:
         raise NotImplementedError
 
     # ---- outputs --------------------------------------------------------------------------------
-    def evaluate(self, model, examples: Sequence, encoded: Sequence["Encoded"]) -> tuple[dict, list]:
-        """(metrics, predictions) of ``model`` on labelled examples."""
+    def evaluate(self, model, examples: Sequence, encoded: Sequence["Encoded"], logits: list | None = None
+                 ) -> tuple[dict, list]:
+        """(metrics, predictions) of ``model`` on labelled examples; ``logits``: already computed
+        (``model.logits(encoded)``, e.g. gathered from several processes)."""
         raise NotImplementedError
 
     def prediction_rows(self, model, examples: Sequence, encoded: Sequence["Encoded"]) -> list[dict]:

@@ -175,13 +175,13 @@ class SequenceTask(Task):
         return calibrate(logits, [e.target for e in encoded], model.labels.problem_type, model.labels.names,
                          fitted_on)
 
-    def evaluate(self, model, examples, encoded):
+    def evaluate(self, model, examples, encoded, logits=None):
         import numpy as np
         import torch
 
         from ..metrics import multilabel_metrics, regression_metrics, sequence_metrics
 
-        logits = torch.stack(model.logits(encoded))
+        logits = torch.stack(logits if logits is not None else model.logits(encoded))
         kind, names = model.labels.problem_type, model.labels.names
         chosen = self.decisions(logits, model)
         y_true = [e.target for e in encoded]

@@ -182,19 +182,19 @@ class TokenTask(Task):
         return list(torch.split(logits, counts))
 
     # ---- outputs --------------------------------------------------------------------------------
-    def word_tags(self, model, examples, encoded) -> list[list[str]]:
+    def word_tags(self, model, examples, encoded, logits=None) -> list[list[str]]:
         """The argmax tag of each word; words cut off by max_length are tagged O (and counted)."""
         names = model.labels.names
         tags = []
-        for e, logits in zip(examples, model.logits(encoded)):
+        for e, logits in zip(examples, logits if logits is not None else model.logits(encoded)):
             words = [names[i] for i in logits.argmax(-1).tolist()]
             tags.append(words + ["O"] * (len(e.tokens) - len(words)))
         return tags
 
-    def evaluate(self, model, examples, encoded):
+    def evaluate(self, model, examples, encoded, logits=None):
         from ..metrics import token_metrics
 
-        pred = self.word_tags(model, examples, encoded)
+        pred = self.word_tags(model, examples, encoded, logits)
         metrics = token_metrics([e.tags for e in examples], pred)
         metrics["truncated_sentences"] = sum(enc.extra["n_words"] < len(e.tokens) for e, enc in zip(examples, encoded))
         return metrics, pred

@@ -1,0 +1,77 @@
+"""Two processes (torchrun, gloo, CPU) train as one does (issue 13): --batch-size is the global batch,
+the schedule counts global steps, evaluation is sharded and gathered, the main process writes the run."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from labeltune import LabelModel
+
+CHILD = """
+import json, os, sys
+import labeltune
+import labeltune.data.batching as batching
+seen = [0]
+collate = batching.collate
+def counting(rows, encoded, pad_id, problem):  # the training batches this process collates (examples)
+    if problem != "none":  # (evaluation batches have no labels)
+        seen[0] += sum(len(r) for r in rows)
+    return collate(rows, encoded, pad_id, problem)
+batching.collate = counting
+rows = [{{"text": t, "label": y}} for t, y in [("the movie was great", "pos"), ("bad acting", "neg"),
+        ("loved the plot", "pos"), ("awful film", "neg"), ("great fun", "pos"), ("boring plot", "neg"),
+        ("fine", "pos")] * 5]
+# dropout off: the two layouts draw different masks; everything else is the same arithmetic
+labeltune.train(rows, rows[:13], model={model!r}, output=sys.argv[1], progress=False, epochs=2, batch_size=8,
+                seed=1, lora_dropout=0.0, head_dropout=0.0, mixed_precision="no", calibration="none")
+print("SEEN", os.environ.get("RANK", "0"), seen[0], flush=True)
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None
+                    and shutil.which("torchrun") is None, reason="torchrun is not installed")
+def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, tiny_llama):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(model=str(tiny_llama)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    two = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(_port()), str(script),
+                          str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("epoch 2: eval") == 1  # one process speaks
+    seen_one = [int(line.split()[2]) for line in one.stdout.splitlines() if line.startswith("SEEN")]
+    seen_two = [int(line.split()[2]) for line in two.stdout.splitlines() if line.startswith("SEEN")]
+    assert seen_one == [70] and len(seen_two) == 2  # 35 examples x 2 epochs in one process
+    assert sum(seen_two) == 70 and max(seen_two) <= 36  # each process trains on its share of every batch
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    # the same number of global optimiser steps (not twice as many, nor half), every evaluation example
+    # scored exactly once (13, gathered from both processes), and the same result
+    assert m1["steps"] == m2["steps"] == 10
+    assert m1["n"] == m2["n"] == 13 and sum(m2["confusion_matrix"][0]) + sum(m2["confusion_matrix"][1]) == 13
+    # tolerance: 1e-5 (the same sums in another order across two processes)
+    assert m2["loss"] == pytest.approx(m1["loss"], abs=1e-5) and m2["accuracy"] == m1["accuracy"]
+    a, b = LabelModel.from_pretrained(tmp_path / "one"), LabelModel.from_pretrained(tmp_path / "two")
+    for (name, p), q in zip(a.head.state_dict().items(), b.head.state_dict().values()):
+        torch.testing.assert_close(q, p, atol=1e-5, rtol=0, msg=name)
+    lora_a = {k: v for k, v in a.named_parameters() if "lora_" in k}
+    lora_b = dict(b.named_parameters())
+    for k, v in lora_a.items():
+        torch.testing.assert_close(lora_b[k], v, atol=1e-5, rtol=0)
+    assert b.predict("the movie was great")["label"] == a.predict("the movie was great")["label"]
