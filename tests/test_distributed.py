@@ -75,3 +75,30 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, tiny_ll
     for k, v in lora_a.items():
         torch.testing.assert_close(lora_b[k], v, atol=1e-5, rtol=0)
     assert b.predict("the movie was great")["label"] == a.predict("the movie was great")["label"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA GPU")
+def test_quantize_without_a_gpu_is_a_clear_error(tmp_path, tiny_llama):
+    import labeltune
+    from labeltune import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a CUDA GPU; this machine has none"):
+        labeltune.train([{"text": "great", "label": "pos"}, {"text": "bad", "label": "neg"}], model=str(tiny_llama),
+                        quantize="4bit", progress=False, echo=lambda s: None)
+    with pytest.raises(ConfigError, match="quantize='2bit' is not valid"):
+        labeltune.RunConfig.from_dict({"model": {"quantize": "2bit"}})
+
+
+def test_a_quantised_run_loads_in_full_precision_without_a_gpu(tmp_path, tiny_llama, caplog):
+    from helpers import tiny_label_model
+
+    model = tiny_label_model(tiny_llama)
+    model.save_pretrained(tmp_path / "run")
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    cfg["model"]["quantize"] = "4bit"  # as a run trained on a GPU with --quantize 4bit writes it
+    (tmp_path / "run" / "config.json").write_text(json.dumps(cfg))
+    loaded = LabelModel.from_pretrained(tmp_path / "run")
+    enc, _ = model.encode(["the movie was great"])
+    torch.testing.assert_close(loaded.logits(enc)[0], model.logits(enc)[0], atol=1e-5, rtol=0)
+    if not torch.cuda.is_available():
+        assert "loads them in full precision" in caplog.text

@@ -104,13 +104,41 @@ def load_tokenizer(source: str):
     return tok
 
 
-def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dtype | None = None):
-    """Return (base decoder without LM head, tokenizer, resolved source)."""
+def quantization_config(quantize: str):
+    """The bitsandbytes settings of ``--quantize 4bit|8bit`` (QLoRA: NF4 with double quantisation and
+    bf16 compute), or None; a ConfigError where it cannot run (no CUDA GPU, no bitsandbytes)."""
+    if quantize in (None, "none"):
+        return None
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--quantize {quantize} loads the base model through bitsandbytes, which needs a CUDA GPU; "
+                          "this machine has none. Train without --quantize (full or bf16 precision), or on a GPU")
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"--quantize {quantize} needs bitsandbytes: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dtype | None = None,
+                  quantize: str = "none"):
+    """Return (base decoder without LM head, tokenizer, resolved source); ``quantize`` 4bit/8bit loads
+    the weights quantised on the current GPU (QLoRA)."""
     from transformers import AutoModel
 
     source = resolve_model_dir(name)
+    extra = {}
+    bnb = quantization_config(quantize)
+    if bnb is not None:
+        extra = {"quantization_config": bnb, "device_map": {"": torch.cuda.current_device()}}
+        dtype = dtype or torch.bfloat16
     try:
-        model = AutoModel.from_pretrained(source, attn_implementation=attn_implementation, dtype=dtype or torch.float32)
+        model = AutoModel.from_pretrained(source, attn_implementation=attn_implementation, dtype=dtype or torch.float32,
+                                          **extra)
     except OSError as e:
         raise ConfigError(f"cannot load model {name!r}: {e}") from None
     except ValueError as e:
@@ -118,7 +146,7 @@ def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dty
             raise
         # e.g. Gemma2 has no SDPA path (attention soft-capping): its own eager attention is the correct one
         log.warning("%s: %s attention unsupported by this family; using eager", name, attn_implementation)
-        model = AutoModel.from_pretrained(source, attn_implementation="eager", dtype=dtype or torch.float32)
+        model = AutoModel.from_pretrained(source, attn_implementation="eager", dtype=dtype or torch.float32, **extra)
     if getattr(model.config, "is_encoder_decoder", False):
         raise ConfigError(f"{name!r} is an encoder-decoder model; labeltune fine-tunes decoder-only LLMs")
     return model, load_tokenizer(source), source

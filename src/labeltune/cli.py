@@ -70,6 +70,8 @@ def train(
     unmask: Optional[str] = typer.Option(None, help="none | all | from:K | from:F | i,j,k (bidirectional layers; "
                                          "default: none for sequence, from:0.33 for token)"),
     attn_implementation: Optional[str] = typer.Option(None, help="sdpa | eager"),
+    quantize: Optional[str] = typer.Option(None, help="none | 4bit | 8bit: QLoRA, the base weights quantised by "
+                                           "bitsandbytes (CUDA GPU only)"),
     label_alignment: Optional[str] = typer.Option(None, help="token task: first | last | mean | all"),
     head_dropout: Optional[float] = typer.Option(None),
     head_bias: Optional[bool] = typer.Option(None, help="a bias in the label head (default: none for sequence, "

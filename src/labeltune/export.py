@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .rundir import atomic_run_dir, check_output, is_merged
 
 __all__ = ["export_run"]
 
+log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PROBES = ["The movie was a delight from start to finish.", "Shares of Acme Corp fell 3% in Paris on Monday.",
           "What is the capital of Australia?", "terrible"]
@@ -54,7 +56,11 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
     if is_merged(run):
         raise ConfigError(f"{run} is already an exported (merged) run; copy it instead")
     check_output(output, overwrite)  # before the (slow) load
-    model = LabelModel.from_pretrained(run)
+    model = LabelModel.from_pretrained(run, full_precision=True)
+    if model.config.model.quantize != "none":  # merging into 4/8-bit weights would round the adapters away
+        log.warning("%s was trained on %s-quantised base weights; the export merges its adapters into the full-"
+                    "precision weights (the checked logits are those of the full-precision base)", run,
+                    model.config.model.quantize)
     model.config.train.mixed_precision = "no"  # the reference logits: fp32, as the adapter run computes them
     reference = _probe_logits(model)
     if format == "transformers":

@@ -58,6 +58,18 @@ def _apply_lora(backbone, lora) -> nn.Module:
     return get_peft_model(backbone, cfg)
 
 
+def full_precision_ok(quantize: str, forced: bool) -> bool:
+    """Whether a run trained with --quantize loads quantised (True) or in full precision (False: asked
+    for, or no CUDA GPU here; the adapters then sit on the unquantised weights, a close approximation)."""
+    if forced:
+        return False
+    if not torch.cuda.is_available():
+        log.warning("this run was trained on %s-quantised base weights; without a CUDA GPU it loads them in full "
+                    "precision (scores may differ slightly from the quantised run's)", quantize)
+        return False
+    return True
+
+
 class LabelModel(nn.Module):
     """A decoder that labels texts (sequence task) or tags words (token task).
 
@@ -99,8 +111,15 @@ class LabelModel(nn.Module):
         """A fresh model: pretrained backbone, new LoRA adapters, new head. The template and the task's
         defaults (head dropout, unmasked layers) are resolved here and recorded in ``model.config``
         (saved with the run)."""
-        backbone, tokenizer, source = load_backbone(config.model.name, config.model.attn_implementation, dtype)
+        backbone, tokenizer, source = load_backbone(config.model.name, config.model.attn_implementation, dtype,
+                                                    config.model.quantize)
         backbone.config.use_cache = False
+        if config.model.quantize != "none":  # k-bit preparation: norms in fp32, inputs that carry gradients
+            from peft import prepare_model_for_kbit_training
+
+            backbone = prepare_model_for_kbit_training(
+                backbone, use_gradient_checkpointing=config.train.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False})
         template = resolve_template(config.data.template, tokenizer, config.model.task, bool(config.data.text_pair_column))
         overrides: dict[str, dict] = {"data": {"template": template or "none"}}
         if config.model.unmask is None and backbone.config.model_type not in attention.SUPPORTED_FAMILIES:
@@ -250,14 +269,17 @@ class LabelModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "LabelModel":
+                        dtype: torch.dtype | None = None, full_precision: bool = False) -> "LabelModel":
         """Load a run directory (from ``labeltune train``, ``save_pretrained`` or ``labeltune export``),
         or a Hugging Face Hub repository holding one (``user/name``; needs network access)."""
         from .rundir import local_run_path, read_run
 
         local = local_run_path(path)
         run = read_run(local)
-        backbone, _, source = load_backbone(run.backbone, run.config.model.attn_implementation, dtype)
+        quantize = run.config.model.quantize
+        if quantize != "none" and (run.adapter is None or not full_precision_ok(quantize, full_precision)):
+            quantize = "none"  # merged (exported) weights, or no GPU: the full-precision base under the adapters
+        backbone, _, source = load_backbone(run.backbone, run.config.model.attn_implementation, dtype, quantize)
         backbone.config.use_cache = False
         if run.adapter is not None:
             from peft import PeftModel
