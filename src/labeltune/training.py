@@ -308,7 +308,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     train_time = time.perf_counter() - t0 - eval_time  # optimisation only; evaluation reported apart
 
     if world > 1:  # the throughput of all processes together
-        tokens = int(accelerator.reduce(torch.tensor(float(tokens)), reduction="sum"))
+        tokens = int(accelerator.reduce(torch.tensor(float(tokens), device=accelerator.device), reduction="sum"))
     if not accelerator.is_main_process:
         return raw
     if best["state"] is not None:  # keep the best epoch, not merely the last
