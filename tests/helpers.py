@@ -75,7 +75,7 @@ def manual_batch(seqs: list[list[int]], pad_id: int, extra_pad: int = 0, left: b
                 num_examples=B)
 
 
-DATA_SETTINGS = ("template", "append_eos", "max_length", "text_pair_column")
+DATA_SETTINGS = ("template", "append_eos", "max_length", "text_pair_column", "long_documents", "window_stride")
 
 
 def tiny_label_model(model_dir, labels=("neg", "pos", "neu"), **settings):

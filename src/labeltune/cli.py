@@ -92,6 +92,10 @@ def train(
     format: Optional[str] = typer.Option(None, help="auto | csv | tsv | jsonl | parquet | label-text | conll"),
     label_delimiter: Optional[str] = typer.Option(None, help="keep the label part before this (TREC coarse: ':')"),
     max_length: Optional[int] = typer.Option(None),
+    long_documents: Optional[str] = typer.Option(None, help="truncate | window (sequence task: read texts longer "
+                                                 "than --max-length whole, in overlapping windows)"),
+    window_stride: Optional[int] = typer.Option(None, help="text tokens between window starts (default: half a window)"),
+    window_pooling: Optional[str] = typer.Option(None, help="mean | max: how a text's windows are combined"),
     append_eos: Optional[bool] = typer.Option(None, help="end each text with EOS (sequence task)"),
     template: Optional[str] = typer.Option(None, help="wrap each text: 'Review: {text}\\nSentiment:' (\\n, \\t understood)"),
     conll_tag_column: Optional[int] = typer.Option(None, help="CoNLL files: index of the tag column (-1 = last)"),

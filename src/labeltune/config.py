@@ -97,6 +97,7 @@ class ModelSettings:
     problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
     unmask: str | None = field(default=None, metadata={"help": "bidirectional layers: none, all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; None: the task's default (sequence none, token from:0.33)"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
+    window_pooling: str = field(default="mean", metadata={"help": "long_documents=window: how a text's window states are combined before the head: mean or max"})
     quantize: str = field(default="none", metadata={"help": "none, 4bit or 8bit: the frozen base weights loaded quantised through bitsandbytes (QLoRA; CUDA only); LoRA and the head stay in full precision"})
     head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (None: the task's default, 0.1 token task, 0 sequence)"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
@@ -111,6 +112,7 @@ class ModelSettings:
         _check(self.problem_type, PROBLEM_TYPES, "problem_type")
         _check(self.attn_implementation, ATTN_BACKENDS, "attn_implementation")
         _check(self.quantize, ("none", "4bit", "8bit"), "quantize")
+        _check(self.window_pooling, ("mean", "max"), "window_pooling")
         _check(self.label_alignment, ALIGNMENTS, "label_alignment")
         _check(self.head_init, HEAD_INITS, "head_init")
         if isinstance(self.label_words, str):
@@ -167,11 +169,18 @@ class DataSettings:
     label_delimiter: str | None = field(default=None, metadata={"help": "keep the part of each label before this (TREC 'DESC:manner' -> 'DESC' with ':')"})
     conll_tag_column: int = field(default=-1, metadata={"help": "CoNLL: index of the tag column (-1 = last)"})
     max_length: int = field(default=128, metadata={"help": "tokens per example; longer ones are truncated and counted"})
+    long_documents: str = field(default="truncate", metadata={"help": "sequence task, texts longer than max_length: truncate (keep the start), or window (read whole: overlapping windows of max_length tokens, each pooled, then aggregated per text by model.window_pooling)"})
+    window_stride: int = field(default=0, metadata={"help": "long_documents=window: text tokens between the starts of two windows (0: half a window)"})
     append_eos: bool = field(default=False, metadata={"help": "sequence task: end every text with the EOS token (a fixed token for last pooling)"})
     template: str | None = field(default="auto", metadata={"help": "sequence task: wrap each text: auto (the model's chat template, text as the user turn; none without one), none, or e.g. 'Review: {text}\\nSentiment:' ({pair}: second text; {{ }} for literal braces)"})
 
     def __post_init__(self):
         _check(self.format, ("auto", "csv", "tsv", "jsonl", "parquet", "label-text", "conll"), "format")
+        _check(self.long_documents, ("truncate", "window"), "long_documents")
+        if self.window_stride < 0:
+            raise ConfigError(f"window_stride={self.window_stride} must be >= 0 (0: half a window)")
+        if self.long_documents == "window" and self.text_pair_column:
+            raise ConfigError("long_documents=window reads single texts; pair runs truncate (long_documents=truncate)")
         if self.max_length < 2:
             raise ConfigError(f"max_length={self.max_length} must be at least 2")
         if self.template in ("none", ""):

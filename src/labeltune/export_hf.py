@@ -40,6 +40,8 @@ def transformers_refusal(model) -> str | None:
     if model.bidirectional:
         return (f"layers {sorted(model.bidirectional)} attend bidirectionally (unmask {cfg.model.unmask}); the stock "
                 "transformers classes are causal")
+    if cfg.data.long_documents == "window":
+        return "it reads long texts in windows whose states are combined before the head; the stock class reads one"
     if cfg.model.task == "sequence":
         if cfg.model.pooling != "last":
             return (f"pooling {cfg.model.pooling!r}: the stock *ForSequenceClassification reads the last token only")

@@ -54,8 +54,12 @@ class SequenceHead(nn.Module):
         if bias:
             nn.init.zeros_(self.score.bias)
 
-    def forward(self, hidden, group_ids, num_groups):
-        pooled = group_pool(hidden, group_ids, num_groups, self.pooling)  # (E, H)
+    def forward(self, hidden, group_ids, num_groups, window_example=None, num_texts: int = 0, combine: str = "mean"):
+        """``window_example`` (W,): the groups are windows of longer texts; their pooled states are
+        combined per text (mean or max) before the linear layer, so a text is scored as one."""
+        pooled = group_pool(hidden, group_ids, num_groups, self.pooling)  # (E, H), or (W, H) windows
+        if window_example is not None:  # (W, H) -> (texts, H): the same group reduction, one level up
+            pooled = group_pool(pooled[None], window_example[None].to(pooled.device), num_texts, combine)
         return self.score(self.dropout(pooled.to(self.score.weight.dtype)))
 
 

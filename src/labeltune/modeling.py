@@ -169,7 +169,11 @@ class LabelModel(nn.Module):
         else:
             hidden = self.backbone(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
                                    **kwargs).last_hidden_state
-        logits = self.head(hidden, groups, count)
+        if "window_example" in batch:  # long texts read in windows: one score per text
+            logits = self.head(hidden, groups, count, batch["window_example"], batch["num_texts"],
+                               self.config.model.window_pooling)
+        else:
+            logits = self.head(hidden, groups, count)
         loss = None
         if "labels" in batch:
             loss = label_loss(logits, batch["labels"].to(dev), self.labels.problem_type, self.class_weights)

@@ -93,6 +93,19 @@ def _encode_templated(tokenizer, template: str, texts, pairs, limit: int) -> tup
     return full, n_cut
 
 
+def _special_prefix(tok) -> list[int]:
+    """The ids the tokenizer puts before a text (e.g. BOS)."""
+    from .tasks.token import _special_tokens
+
+    return _special_tokens(tok)[0]
+
+
+def _special_suffix(tok) -> list[int]:
+    from .tasks.token import _special_tokens
+
+    return _special_tokens(tok)[1]
+
+
 class Template:
     """A resolved template for one tokenizer: ``format`` (None: raw text), ``prefix_ids`` (the
     tokens before {text}, at least two, or none) and ``suffix_ids`` (the closing tokens after the
@@ -126,6 +139,39 @@ class Template:
 
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> tuple[list[list[int]], int]:
         return encode_texts(self.tokenizer, texts, pairs, max_length, self.append_eos, self.format)
+
+    def encode_windows(self, texts: Sequence[str], max_length: int, stride: int = 0) -> list[list[list[int]]]:
+        """Each text as overlapping windows of at most ``max_length`` tokens, each wrapped in the
+        template (its opening and closing tokens in every window); a text that fits is one window, the
+        same ids ``encode`` gives. ``stride``: text tokens between window starts (0: half a window)."""
+        whole, _ = self.encode(texts, None, 10**9)
+        tok = self.tokenizer
+        head, tail = _special_prefix(tok), _special_suffix(tok)
+        if self.format:  # the template's text around {text}, between the tokenizer's own special tokens
+            head_text = self.format[: self.format.index("{text}")].format()
+            tail_text = self.format[self.format.index("{text}") + len("{text}"):].format(pair="")
+            head = head + (tok(head_text, add_special_tokens=False)["input_ids"] if head_text else [])
+            tail = (tok(tail_text, add_special_tokens=False)["input_ids"] if tail_text else []) + tail
+        if self.append_eos and tok.eos_token_id is not None:
+            tail = tail + [tok.eos_token_id]
+        room = max_length - len(head) - len(tail)
+        if room < 4:
+            from .errors import ConfigError
+
+            raise ConfigError(f"max_length={max_length} leaves {room} tokens of text beside the template's "
+                              f"{len(head) + len(tail)}; raise --max-length to read in windows")
+        step = stride or max(1, room // 2)
+        out = []
+        for text, ids in zip(texts, whole):
+            if len(ids) <= max_length:
+                out.append([ids])
+                continue
+            body = tok(text, add_special_tokens=False)["input_ids"]
+            starts = list(range(0, max(len(body) - room, 0) + 1, step))
+            if starts[-1] + room < len(body):
+                starts.append(len(body) - room)  # the last window ends with the text
+            out.append([head + body[s : s + room] + tail for s in starts])
+        return out
 
     def unpool(self, ids, pos, example_ids, num_examples: int, closing: bool):
         """(B, T) example_ids with template tokens set to -1, so pooling skips them: the prefix

@@ -9,6 +9,10 @@ inside it the token has, so the model can mask and pool without ever looking at 
     position_ids (B, T)  restarts at 0 for every example
     example_ids  (B, T)  index of the example in the batch (0..E-1), -1 = padding
     unit_ids     (B, T)  token task: index of the labelled unit (0..U-1), -1 = unlabelled
+
+A long text read in windows (``Encoded.windows``) puts each window in a row of its own; then
+``example_ids`` index the windows (what the head pools) and ``window_example`` (W,) maps each window
+to its example (0..E-1), whose states the head combines.
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ def inference_batches(lengths: Sequence[int], max_tokens: int, max_examples: int
 def collate(rows: list[list[int]], examples: Sequence[Encoded], pad_id: int, problem: str) -> dict[str, Any]:
     """Rows of example indices -> tensors (see module doc). ``problem``: single_label, multi_label,
     regression, token or none (no labels)."""
+    if any(examples[i].windows for row in rows for i in row):
+        return _collate_windows(rows, examples, pad_id, problem)
     width = max(sum(len(examples[i]) for i in row) for row in rows)
     B = len(rows)
     input_ids = torch.full((B, width), pad_id, dtype=torch.long)
@@ -121,6 +127,40 @@ def collate(rows: list[list[int]], examples: Sequence[Encoded], pad_id: int, pro
     if problem == "token":
         batch["labels"] = torch.tensor(unit_targets, dtype=torch.long)
     elif problem == "single_label":
+        batch["labels"] = torch.tensor(targets, dtype=torch.long)
+    elif problem in ("multi_label", "regression"):
+        batch["labels"] = torch.tensor(targets, dtype=torch.float)
+    return batch
+
+
+def _collate_windows(rows: list[list[int]], examples: Sequence[Encoded], pad_id: int, problem: str) -> dict[str, Any]:
+    """Sequence task with windowed texts: one row per window (a text that fits is one window)."""
+    pieces: list[tuple[int, list[int]]] = []  # (example position in the batch, window ids)
+    order: list[int] = []
+    for row in rows:
+        for i in row:
+            ex = examples[i]
+            bounds = ex.windows or [len(ex)]
+            start = 0
+            for n in bounds:
+                pieces.append((len(order), ex.input_ids[start:start + n]))
+                start += n
+            order.append(i)
+    width = max(len(ids) for _, ids in pieces)
+    W = len(pieces)
+    input_ids = torch.full((W, width), pad_id, dtype=torch.long)
+    segment_ids = torch.zeros((W, width), dtype=torch.long)
+    example_ids = torch.full((W, width), -1, dtype=torch.long)
+    for w, (_, ids) in enumerate(pieces):
+        input_ids[w, : len(ids)] = torch.tensor(ids)
+        segment_ids[w, : len(ids)] = 1
+        example_ids[w, : len(ids)] = w
+    position_ids = torch.arange(width).expand(W, width).clone()
+    batch = dict(input_ids=input_ids, segment_ids=segment_ids, position_ids=position_ids, example_ids=example_ids,
+                 num_examples=W, order=order, real_tokens=int((segment_ids > 0).sum()),
+                 window_example=torch.tensor([e for e, _ in pieces]), num_texts=len(order))
+    targets = [examples[i].target for i in order]
+    if problem == "single_label":
         batch["labels"] = torch.tensor(targets, dtype=torch.long)
     elif problem in ("multi_label", "regression"):
         batch["labels"] = torch.tensor(targets, dtype=torch.float)

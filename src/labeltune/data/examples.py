@@ -37,6 +37,7 @@ class Encoded:
     target: Any = None  # class id, multi-hot list, float, or a list per unit (token task)
     units: list[int] | None = None  # token task: unit index per token (-1 = none), local to the example
     extra: dict = field(default_factory=dict)
+    windows: list[int] | None = None  # a long text read in windows: their lengths (input_ids holds them end to end)
 
     def __len__(self) -> int:
         return len(self.input_ids)

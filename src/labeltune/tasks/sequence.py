@@ -64,10 +64,15 @@ class SequenceTask(Task):
     def encode(self, model, examples, with_targets=True, source="data", training=False):
         from ..data.examples import Encoded
 
-        pairs = [e.pair for e in examples] if model.config.data.text_pair_column else None
-        ids, truncated = model.template.encode([e.text for e in examples], pairs, model.config.data.max_length)
+        data = model.config.data
         labels = model.labels if with_targets else None
-        targets = [labels.encode(e.label, str(source), e.where) for e in examples] if labels else [None] * len(ids)
+        targets = [labels.encode(e.label, str(source), e.where) for e in examples] if labels else [None] * len(examples)
+        if data.long_documents == "window":  # read whole: a long text becomes windows (none is cut)
+            windows = model.template.encode_windows([e.text for e in examples], data.max_length, data.window_stride)
+            return [Encoded(w[0], t) if len(w) == 1 else Encoded([i for x in w for i in x], t, windows=[len(x) for x in w])
+                    for w, t in zip(windows, targets)], 0
+        pairs = [e.pair for e in examples] if data.text_pair_column else None
+        ids, truncated = model.template.encode([e.text for e in examples], pairs, data.max_length)
         return [Encoded(x, t) for x, t in zip(ids, targets)], truncated
 
     def primary_metric(self, labels):

@@ -135,6 +135,9 @@ class TokenTask(Task):
             raise ConfigError("data.template applies to the sequence task only (token labels follow the words as given)")
         if config.data.text_pair_column:
             raise ConfigError("text_pair_column applies to the sequence task only")
+        if config.data.long_documents != "truncate":
+            raise ConfigError("long_documents=window is implemented for the sequence task only; token runs truncate "
+                              "sentences at max_length (and count them)")
         if config.train.calibration_split:
             raise ConfigError("calibration_split applies to the sequence task only (tags are not calibrated)")
 
