@@ -1,0 +1,66 @@
+"""Long documents (issue 14): IMDB reviews, truncation at L tokens vs windowed reading with windows of L
+tokens, same training subset, same defaults otherwise; accuracy, training time and peak memory (RSS of a
+fresh process per configuration, CPU).
+
+    .venv/bin/python benchmarks/long_documents.py [--train-size 300] [--eval-size 500] [--lengths 128,512]
+        [--modes truncate,window]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from common import SHARED, hardware
+
+CHILD = """
+import json, resource, sys, time
+import labeltune
+train, dev, mode, length = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+t0 = time.perf_counter()
+model = labeltune.train(train, dev, max_length=length, long_documents=mode, progress=False, calibration="none",
+                        echo=lambda s: print(s, file=sys.stderr))
+m = model.metrics
+print(json.dumps({"mode": mode, "length": length, "accuracy": m["accuracy"], "train_s": m["train_time_s"],
+                  "wall_s": time.perf_counter() - t0, "steps": m["steps"],
+                  "truncated_train": m["truncated_train_examples"],
+                  "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train-size", type=int, default=300)
+    ap.add_argument("--eval-size", type=int, default=500)
+    ap.add_argument("--lengths", default="128,512")
+    ap.add_argument("--modes", default="truncate,window")
+    ap.add_argument("--out", type=Path, default=Path("bench_out/long_documents"))
+    args = ap.parse_args()
+    from labeltune.bench.datasets import DATASETS, prepare
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    train, dev = prepare(DATASETS["imdb"], SHARED, args.train_size, 0, args.out / "work", args.eval_size)
+    results = []
+    for length in map(int, args.lengths.split(",")):
+        for mode in args.modes.split(","):
+            proc = subprocess.run([sys.executable, "-c", CHILD, str(train), str(dev), mode, str(length)],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(json.dumps(row), flush=True)
+            results.append(row)
+            (args.out / "results.json").write_text(json.dumps({"hardware": hardware(), "train_size": args.train_size,
+                                                               "eval_size": args.eval_size, "results": results},
+                                                              indent=2) + "\n")
+    print("\n| reading | L | accuracy | training s | peak RSS GiB |\n|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['mode']} | {r['length']} | {100 * r['accuracy']:.1f} | {r['train_s']:.0f} | {r['peak_rss_gib']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
