@@ -108,21 +108,28 @@ def main():
     sentences = [line.split("\t")[0] for line in lines]
     modes = {"micro-batched (5 ms)": [], "one request at a time": ["--batch-tokens", "1", "--max-wait-ms", "0"]}
     results = {}
+    import httpx
+
     for mode, extra in modes.items():
         proc, base = start_server(run, extra)
         try:
             load(base, sentences, 4, 3)  # warm-up
             for n in map(int, args.clients.split(",")):
+                before = httpx.get(f"{base}/info").json()["served"]
                 results[(mode, n)] = load(base, sentences, n, args.seconds)
+                after = httpx.get(f"{base}/info").json()["served"]
+                batches = max(1, after["batches"] - before["batches"])
+                results[(mode, n)]["texts_per_forward"] = (after["texts"] - before["texts"]) / batches
                 print(mode, n, json.dumps(results[(mode, n)]), flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
     print(f"\n{hardware()}; {args.seconds:g} s per cell, requests of 1-4 SST-2 dev sentences\n")
-    print("| clients | mode | requests/s | texts/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
+    print("| clients | mode | requests/s | texts/s | p50 ms | p99 ms | errors | texts per forward |\n"
+          "|---|---|---|---|---|---|---|---|")
     for (mode, n), r in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         print(f"| {n} | {mode} | {r['requests_s']:.1f} | {r['texts_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
-              f"{r['errors']} |")
+              f"{r['errors']} | {r['texts_per_forward']:.1f} |")
     for n in map(int, args.clients.split(",")):
         a, b = results[("micro-batched (5 ms)", n)], results[("one request at a time", n)]
         print(f"{n} clients: micro-batched / one at a time = {a['texts_s'] / max(b['texts_s'], 1e-9):.2f}x texts/s")

@@ -64,6 +64,7 @@ class MicroBatcher:
         self.model, self.batch_tokens, self.max_wait = model, batch_tokens, max_wait_ms / 1000
         self.queue: "queue.Queue[Optional[tuple]]" = queue.Queue()
         self.batches = 0  # forward passes run (for /info and tests)
+        self.texts = 0  # texts labelled
         self.worker = threading.Thread(target=self._work, name="labeltune-batcher", daemon=True)
         self.worker.start()
 
@@ -107,6 +108,7 @@ class MicroBatcher:
                 item[2].set_exception(e)
             return
         self.batches += 1
+        self.texts += len(texts)
         start = 0
         for item_texts, _, future in batch:
             future.set_result(rows[start:start + len(item_texts)])
@@ -220,6 +222,7 @@ def create_app(run: "str | Path", max_texts: int = 256, device: "str | None" = N
                 "problem_type": model.labels.problem_type, "base_model": model.config.model.name,
                 "pairs": bool(model.config.data.text_pair_column), "version": __version__,
                 "temperature": model.temperature, "abstain_below": model.abstain_below,
+                "served": {"batches": batcher.batches, "texts": batcher.texts},
                 "limits": {"max_texts": limits.max_texts, "max_chars": limits.max_chars,
                            "max_body_bytes": limits.max_body_bytes}, "run": str(run)}
 
