@@ -98,8 +98,8 @@ def test_suites_list_and_validate(tmp_path):
     paper = load_suite("paper")
     assert {"sst2", "sst5", "twitter_fin", "trec6", "conll2003", "wnut17"} == set(paper["datasets"])
     bad = tmp_path / "bad.yaml"
-    bad.write_text("datasets: [imdb]\nmethods: []\n")
-    with pytest.raises(ConfigError, match="unknown datasets \\['imdb'\\]"):
+    bad.write_text("datasets: [yelp]\nmethods: []\n")
+    with pytest.raises(ConfigError, match="unknown datasets \\[.yelp.\\]"):
         load_suite(str(bad))
 
 
