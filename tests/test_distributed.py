@@ -102,3 +102,22 @@ def test_a_quantised_run_loads_in_full_precision_without_a_gpu(tmp_path, tiny_ll
     torch.testing.assert_close(loaded.logits(enc)[0], model.logits(enc)[0], atol=1e-5, rtol=0)
     if not torch.cuda.is_available():
         assert "loads them in full precision" in caplog.text
+
+
+def test_two_processes_predict_one_file_into_one_ordered_output(tmp_path, tiny_llama):
+    from helpers import tiny_label_model
+
+    tiny_label_model(tiny_llama).save_pretrained(tmp_path / "run")
+    texts = [f"the movie was {w} {i}" for i, w in enumerate(["great", "bad", "awful", "fine", "fun"] * 3)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(_port()), "-m", "labeltune.cli",
+                           "predict", str(tmp_path / "run"), "--data", str(tmp_path / "data.jsonl"), "--out",
+                           str(tmp_path / "two.jsonl"), "--device", "cpu"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert two == LabelModel.from_pretrained(tmp_path / "run").predict(texts)  # all 15, in input order

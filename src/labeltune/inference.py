@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -55,12 +56,25 @@ def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: st
     """Predictions in input order; JSONL to ``out`` (CSV when it ends in .csv) or stdout; returns how
     many. A data file is streamed: read, predicted and written ``chunk`` examples at a time (sequence
     task; CSV/TSV/JSONL/Parquet), so memory does not grow with the file. ``out`` appears only when
-    complete. With ``abstain_below`` P, no label where the top score is under P (``calibration``)."""
+    complete. With ``abstain_below`` P, no label where the top score is under P (``calibration``).
+
+    Under ``torchrun`` / ``accelerate launch`` (N processes) every process reads the file and predicts
+    its share of each chunk (``rank::N``, on its own device); the main process gathers the rows and
+    writes one output in input order."""
     from itertools import islice
 
     from .atomic import atomic_text_file
     from .data.readers import source_name
 
+    rank, world, state = 0, 1, None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+        from accelerate import PartialState
+
+        state = PartialState(cpu=not torch.cuda.is_available())
+        rank, world = state.process_index, state.num_processes
+        if device in (None, "auto"):
+            device = str(state.device)
     model = _load(run, device)
     model.abstain_below = abstain_below
     as_csv = bool(out) and str(out).endswith(".csv")
@@ -68,15 +82,33 @@ def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: st
         name = source_name(data)
         examples = model.task.iter_read(data, model.config, require_labels=False)
         chunks = iter(lambda: list(islice(examples, chunk)), [])
-        parts = (model.predict_examples(part, name) for part in chunks)
+        parts = (_predict_shared(model, part, name, rank, world) for part in chunks)
     else:
         parts = iter([model.predict(list(texts or []))])
     count = 0
-    with (atomic_text_file(out) if out else nullcontext(sys.stdout)) as sink:
+    with (atomic_text_file(out) if out and rank == 0 else nullcontext(sys.stdout if rank == 0 else io.StringIO())) \
+            as sink:
         for k, rows in enumerate(parts):
             sink.write(format_rows(rows, model, as_csv=as_csv, header=k == 0))
             count += len(rows)
+    if state is not None:
+        state.wait_for_everyone()  # the output exists when any process returns
     return count
+
+
+def _predict_shared(model, examples: list, name: str, rank: int, world: int) -> list[dict]:
+    """This chunk's rows in input order; with several processes each predicts every ``world``-th
+    example and the rows are gathered (every process gets them all)."""
+    if world == 1:
+        return model.predict_examples(examples, name)
+    from accelerate.utils import gather_object
+
+    mine = list(range(rank, len(examples), world))
+    rows = model.predict_examples([examples[i] for i in mine], name) if mine else []
+    out: list = [None] * len(examples)
+    for i, row in gather_object(list(zip(mine, rows))):
+        out[i] = row
+    return out
 
 
 def predict_texts(model, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
