@@ -91,3 +91,35 @@ def test_window_settings_are_checked(tiny_llama):
         RunConfig.from_dict({"data": {"long_documents": "window", "text_pair_column": "h"}})
     with pytest.raises(ConfigError, match="long_documents='all'"):
         RunConfig.from_dict({"data": {"long_documents": "all"}})
+
+
+def test_attention_over_windows_starts_as_the_mean_and_learns():
+    from labeltune.heads import attend_windows, group_pool
+
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(7, 5, generator=g)
+    text_of = torch.tensor([0, 0, 0, 1, 2, 2, 2])
+    query = torch.zeros(5, requires_grad=True)
+    mean = group_pool(states[None], text_of[None], 3, "mean")
+    torch.testing.assert_close(attend_windows(states, text_of, 3, query), mean)
+    # a query along one window's state moves the text's weight towards it, and gradients reach it
+    out = attend_windows(states, text_of, 3, states[1].clone().requires_grad_())
+    assert float((out[0] - states[1]).norm()) < float((mean[0] - states[1]).norm())
+    attend_windows(states, text_of, 3, query).sum().backward()
+    assert query.grad is not None
+
+
+def test_attention_pooled_windowed_run_trains_saves_and_loads(tmp_path, tiny_llama):
+    import labeltune
+    from labeltune import LabelModel
+
+    rng = random.Random(2)
+    rows = [{"text": _doc(rng, 30, "great" if i % 2 else "awful"), "label": "pos" if i % 2 else "neg"} for i in range(8)]
+    model = labeltune.train(rows, model=str(tiny_llama), max_length=12, epochs=2, long_documents="window",
+                            window_pooling="attention", template="none", progress=False, echo=lambda s: None,
+                            output=tmp_path / "run")
+    assert float(model.head.window_query.abs().sum()) > 0  # trained away from the mean
+    loaded = LabelModel.from_pretrained(tmp_path / "run")
+    enc, _ = model.encode([r["text"] for r in rows[:3]])
+    for a, b in zip(model.logits(enc), loaded.logits(enc)):
+        assert torch.equal(a, b)

@@ -97,7 +97,7 @@ class ModelSettings:
     problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
     unmask: str | None = field(default=None, metadata={"help": "bidirectional layers: none, all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; None: the task's default (sequence none, token from:0.33)"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
-    window_pooling: str = field(default="mean", metadata={"help": "long_documents=window: how a text's window states are combined before the head: mean or max"})
+    window_pooling: str = field(default="mean", metadata={"help": "long_documents=window: how a text's window states are combined before the head: mean, max, or attention (a learned query; the mean at step 0)"})
     quantize: str = field(default="none", metadata={"help": "none, 4bit or 8bit: the frozen base weights loaded quantised through bitsandbytes (QLoRA; CUDA only); LoRA and the head stay in full precision"})
     head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (None: the task's default, 0.1 token task, 0 sequence)"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
@@ -112,7 +112,7 @@ class ModelSettings:
         _check(self.problem_type, PROBLEM_TYPES, "problem_type")
         _check(self.attn_implementation, ATTN_BACKENDS, "attn_implementation")
         _check(self.quantize, ("none", "4bit", "8bit"), "quantize")
-        _check(self.window_pooling, ("mean", "max"), "window_pooling")
+        _check(self.window_pooling, ("mean", "max", "attention"), "window_pooling")
         _check(self.label_alignment, ALIGNMENTS, "label_alignment")
         _check(self.head_init, HEAD_INITS, "head_init")
         if isinstance(self.label_words, str):

@@ -42,10 +42,21 @@ def group_pool(hidden: torch.Tensor, group_ids: torch.Tensor, num_groups: int, h
     raise ValueError(f"unknown pooling {how!r}")
 
 
+def attend_windows(states: torch.Tensor, text_of: torch.Tensor, num_texts: int, query: torch.Tensor) -> torch.Tensor:
+    """(W, H) window states, (W,) text index -> (texts, H): a softmax over each text's windows of
+    ``states @ query`` weighs them (a zero query gives the mean)."""
+    s = states.float() @ query.float()  # (W,)
+    peak = s.new_full((num_texts,), float("-inf")).scatter_reduce(0, text_of, s, "amax")
+    e = torch.exp(s - peak[text_of])
+    weights = e / s.new_zeros(num_texts).index_add_(0, text_of, e)[text_of]  # (W,), sums to 1 per text
+    return states.new_zeros(num_texts, states.shape[-1]).index_add_(0, text_of, (weights[:, None] * states.float()).to(states.dtype))
+
+
 class SequenceHead(nn.Module):
     """Pool each example's final states, then dropout + linear: (B, T, H) -> (E, num_labels)."""
 
-    def __init__(self, hidden_size: int, num_labels: int, pooling: str, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, hidden_size: int, num_labels: int, pooling: str, dropout: float = 0.0, bias: bool = True,
+                 window_attention: bool = False):
         super().__init__()
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
@@ -53,13 +64,19 @@ class SequenceHead(nn.Module):
         nn.init.normal_(self.score.weight, std=hidden_size**-0.5 * 0.1)
         if bias:
             nn.init.zeros_(self.score.bias)
+        if window_attention:  # a learned query over a text's windows; zero: the mean at step 0
+            self.window_query = nn.Parameter(torch.zeros(hidden_size))
 
     def forward(self, hidden, group_ids, num_groups, window_example=None, num_texts: int = 0, combine: str = "mean"):
         """``window_example`` (W,): the groups are windows of longer texts; their pooled states are
         combined per text (mean or max) before the linear layer, so a text is scored as one."""
         pooled = group_pool(hidden, group_ids, num_groups, self.pooling)  # (E, H), or (W, H) windows
         if window_example is not None:  # (W, H) -> (texts, H): the same group reduction, one level up
-            pooled = group_pool(pooled[None], window_example[None].to(pooled.device), num_texts, combine)
+            text_of = window_example.to(pooled.device)
+            if combine == "attention":
+                pooled = attend_windows(pooled, text_of, num_texts, self.window_query)
+            else:
+                pooled = group_pool(pooled[None], text_of[None], num_texts, combine)
         return self.score(self.dropout(pooled.to(self.score.weight.dtype)))
 
 

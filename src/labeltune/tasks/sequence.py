@@ -83,7 +83,9 @@ class SequenceTask(Task):
         from ..heads import SequenceHead
 
         n = 1 if labels.problem_type == "regression" else len(labels)
-        return SequenceHead(hidden_size, n, config.model.pooling, config.model.head_dropout, config.model.head_bias)
+        return SequenceHead(hidden_size, n, config.model.pooling, config.model.head_dropout, config.model.head_bias,
+                            window_attention=config.data.long_documents == "window"
+                            and config.model.window_pooling == "attention")
 
     def init_head(self, model) -> None:
         """head_init=labels: each label's row is the model's output embedding of the first token of its
