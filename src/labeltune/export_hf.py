@@ -13,7 +13,7 @@ serving stacks that read those classes) load with no labeltune installed.
 
 Why a run may not be expressible: the stock classes attend causally (no unmasked layers), the
 sequence class reads the last non-pad token (pooling ``last`` only) through a bias-free ``score``
-layer (head_bias false, the default since 0.3.1). Such runs are refused with the reason.
+layer (head_bias false, the default since 0.4). Such runs are refused with the reason.
 The export is checked before it is published: the stock class, loaded from the written files and fed
 the documented input, must give the run's logits on probe texts (fp32: 1e-3; bf16/fp16: the same
 decisions), else nothing is written.
@@ -47,7 +47,7 @@ def transformers_refusal(model) -> str | None:
             return (f"pooling {cfg.model.pooling!r}: the stock *ForSequenceClassification reads the last token only")
         if model.head.score.bias is not None:
             return ("the label head has a bias, which the stock *ForSequenceClassification score layer lacks "
-                    "(runs before 0.3.1, or --head-bias); retrain with --no-head-bias")
+                    "(runs before 0.4, or --head-bias); retrain with --no-head-bias")
     return None
 
 

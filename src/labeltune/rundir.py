@@ -91,7 +91,7 @@ class RunFiles:
 def read_run(path: str | Path) -> RunFiles:
     """Check and read a run directory, applying the migrations of runs from older versions:
     - no ``data.template`` (before templates existed): the texts were fed raw, ``none``;
-    - no ``model.head_bias`` (before 0.3.1): every head had a bias;
+    - no ``model.head_bias`` (before 0.4): every head had a bias;
     - written before 0.2 with max pooling: the template's closing tokens were pooled
       (``RunFiles.max_pools_closing``)."""
     from packaging.version import Version
