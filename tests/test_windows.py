@@ -59,15 +59,17 @@ def test_windows_find_a_label_at_the_end_that_truncation_misses(tmp_path, tiny_l
                   calibration="none", mixed_precision="no", echo=lambda s: None, template="none")
     windowed = labeltune.train(rows, dev, long_documents="window", window_pooling="mean", **common)
     truncated = labeltune.train(rows, dev, **common)
-    assert windowed.metrics["accuracy"] >= 0.9, windowed.metrics["accuracy"]
+    # observed 0.90 and 0.55 (chance); the bounds leave room for another CPU's arithmetic
+    assert windowed.metrics["accuracy"] >= 0.8, windowed.metrics["accuracy"]
     assert truncated.metrics["accuracy"] <= 0.7, truncated.metrics["accuracy"]
+    assert windowed.metrics["accuracy"] - truncated.metrics["accuracy"] >= 0.2
     assert truncated.metrics["truncated_train_examples"] == 40 and windowed.metrics["truncated_train_examples"] == 0
-    # the stride changes the inner windows (and how many there are), not the decision: tolerance 2 texts
-    # in 20 (mean pooling over windows weighs the final window by 1 / their number)
+    # the stride changes the inner windows (and how many there are), not the decision: tolerance 3 texts
+    # in 20, observed 2 (mean pooling over windows weighs the final window by 1 / their number)
     labels = [r["label"] for r in windowed.predict([r["text"] for r in dev])]
     windowed.config = windowed.config.with_overrides({"data": {"window_stride": 2}})
     labels_2 = [r["label"] for r in windowed.predict([r["text"] for r in dev])]
-    assert sum(a != b for a, b in zip(labels, labels_2)) <= 2
+    assert sum(a != b for a, b in zip(labels, labels_2)) <= 3
 
 
 def test_max_over_windows_trains_and_predicts(tiny_llama):
