@@ -32,13 +32,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_run(out: Path) -> Path:
-    run = out / "run"
+def make_run(out: Path, model: str = "default") -> Path:
+    """A run with a fresh head on ``model`` (the embedded SmolLM2 by default; on a GPU machine without
+    it, a local model directory such as throughput.py's random-weight 7B)."""
+    run = out / ("run" if model == "default" else "run-" + Path(model).name)
     if not (run / "config.json").exists():
         from labeltune import LabelModel, RunConfig
         from labeltune.data import LabelMap
 
-        LabelModel.from_config(RunConfig(), LabelMap(["0", "1"])).save_pretrained(run, overwrite=True)
+        cfg = RunConfig.from_dict({"model": {"name": model}})
+        LabelModel.from_config(cfg, LabelMap(["0", "1"])).save_pretrained(run, overwrite=True)
     return run
 
 
@@ -102,8 +105,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--clients", default="1,4,16,64")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "serve_load")
+    ap.add_argument("--model", default="default", help="decoder of the served run (default: the embedded SmolLM2)")
     args = ap.parse_args()
-    run = make_run(args.out)
+    run = make_run(args.out, args.model)
     lines = (SHARED / "sst2" / "dev.tsv").read_text().splitlines()[1:]
     sentences = [line.split("\t")[0] for line in lines]
     modes = {"micro-batched (5 ms)": [], "one request at a time": ["--batch-tokens", "1", "--max-wait-ms", "0"]}
