@@ -127,6 +127,9 @@ def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[dict, str]]:
         reader = csv.reader(decoded(f, path), delimiter=delimiter, quoting=quoting, strict=True)
         try:
             header = next(reader, None)
+            if header is not None and not "".join(header).strip() and all(
+                    not "".join(r).strip() for r in reader):  # only whitespace in the whole file
+                header = None
             if header is None or _blank(header):
                 if next((r for r in reader if not _blank(r)), None) is None:
                     raise DataError(path, None, "file is empty (no examples)", "give a file with at least one example")
