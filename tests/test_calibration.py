@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from helpers import make_tiny_dir, tiny_label_model
+from helpers import tiny_label_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -64,12 +64,8 @@ def export_run(run: str | Path, output: str | Path, dtype: str = "float32", over
     model.config.train.mixed_precision = "no"  # the reference logits: fp32, as the adapter run computes them
     reference = _probe_logits(model)
     if format == "transformers":
-        from .export_hf import export_transformers, transformers_refusal
+        from .export_hf import export_transformers
 
-        why = transformers_refusal(model)  # before anything is written
-        if why:
-            raise ConfigError(f"--format transformers cannot express this run: {why}. Use --format labeltune "
-                              "(read by labeltune's evaluate/predict/serve)")
         with atomic_run_dir(output, overwrite) as tmp:
             return export_transformers(model, reference, tmp, DTYPES[dtype], run, PROBES)
     with atomic_run_dir(output, overwrite) as tmp:

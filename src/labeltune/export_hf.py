@@ -30,6 +30,7 @@ import torch
 
 from .atomic import write_json_atomic, write_text_atomic
 from .errors import ConfigError
+from .template import special_tokens
 
 __all__ = ["transformers_refusal", "export_transformers", "stock_input_ids"]
 
@@ -51,17 +52,11 @@ def transformers_refusal(model) -> str | None:
     return None
 
 
-def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
-    from .tasks.token import _special_tokens as found
-
-    return found(tokenizer)
-
-
 def _input_format(model) -> dict:
     """input_format.json: what the stock model must be fed to reproduce the run (see ``stock_input_ids``)."""
     cfg, tok = model.config, model.tokenizer
     if cfg.model.task == "token":
-        prefix, suffix = _special_tokens(tok)
+        prefix, suffix = special_tokens(tok)
         return {"task": "token", "label_alignment": cfg.model.label_alignment, "prefix_ids": prefix,
                 "suffix_ids": suffix,
                 "how": "words = text.split(); ids = prefix_ids + [each word tokenised alone, add_special_tokens="

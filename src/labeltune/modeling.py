@@ -58,10 +58,10 @@ def _apply_lora(backbone, lora) -> nn.Module:
     return get_peft_model(backbone, cfg)
 
 
-def full_precision_ok(quantize: str, forced: bool) -> bool:
+def loads_quantised(quantize: str, forced_full_precision: bool) -> bool:
     """Whether a run trained with --quantize loads quantised (True) or in full precision (False: asked
     for, or no CUDA GPU here; the adapters then sit on the unquantised weights, a close approximation)."""
-    if forced:
+    if forced_full_precision:
         return False
     if not torch.cuda.is_available():
         log.warning("this run was trained on %s-quantised base weights; without a CUDA GPU it loads them in full "
@@ -281,7 +281,7 @@ class LabelModel(nn.Module):
         local = local_run_path(path)
         run = read_run(local)
         quantize = run.config.model.quantize
-        if quantize != "none" and (run.adapter is None or not full_precision_ok(quantize, full_precision)):
+        if quantize != "none" and (run.adapter is None or not loads_quantised(quantize, full_precision)):
             quantize = "none"  # merged (exported) weights, or no GPU: the full-precision base under the adapters
         backbone, _, source = load_backbone(run.backbone, run.config.model.attn_implementation, dtype, quantize)
         backbone.config.use_cache = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["Template", "resolve_template", "encode_texts"]
+__all__ = ["Template", "resolve_template", "encode_texts", "special_tokens"]
 
 _SLOT = "\u0000TEXT\u0000"
 _SLOT2 = "\u0000PAIR\u0000"
@@ -93,17 +93,14 @@ def _encode_templated(tokenizer, template: str, texts, pairs, limit: int) -> tup
     return full, n_cut
 
 
-def _special_prefix(tok) -> list[int]:
-    """The ids the tokenizer puts before a text (e.g. BOS)."""
-    from .tasks.token import _special_tokens
-
-    return _special_tokens(tok)[0]
-
-
-def _special_suffix(tok) -> list[int]:
-    from .tasks.token import _special_tokens
-
-    return _special_tokens(tok)[1]
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """Ids the tokenizer adds before / after a text (e.g. BOS), found by difference."""
+    with_special = tokenizer("x")["input_ids"]
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    for i in range(len(with_special) - len(plain) + 1):
+        if with_special[i : i + len(plain)] == plain:
+            return with_special[:i], with_special[i + len(plain):]
+    return [], []
 
 
 class Template:
@@ -146,7 +143,7 @@ class Template:
         same ids ``encode`` gives. ``stride``: text tokens between window starts (0: half a window)."""
         whole, _ = self.encode(texts, None, 10**9)
         tok = self.tokenizer
-        head, tail = _special_prefix(tok), _special_suffix(tok)
+        head, tail = special_tokens(tok)
         if self.format:  # the template's text around {text}, between the tokenizer's own special tokens
             head_text = self.format[: self.format.index("{text}")].format()
             tail_text = self.format[self.format.index("{text}") + len("{text}"):].format(pair="")

@@ -15,6 +15,7 @@ import re
 from typing import Any, Sequence
 
 from ..errors import ConfigError, DataError
+from ..template import special_tokens
 from .base import Task, check_texts
 
 __all__ = ["TokenTask", "build_tag_map", "encode_token_examples", "entity_spans", "examples_from_raw_text"]
@@ -31,16 +32,6 @@ def build_tag_map(examples: Sequence, alignment: str):
     return LabelMap(ordered, "single_label")
 
 
-def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
-    """Ids the tokenizer adds before / after a text (e.g. BOS), found by difference."""
-    with_special = tokenizer("x")["input_ids"]
-    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
-    for i in range(len(with_special) - len(plain) + 1):
-        if with_special[i : i + len(plain)] == plain:
-            return with_special[:i], with_special[i + len(plain):]
-    return [], []
-
-
 def encode_token_examples(tokenizer, examples: Sequence, labels, config, source: str = "data",
                           training: bool = False):
     """Words -> sub-word ids, units per the alignment setting, targets per unit (when ``labels``).
@@ -49,7 +40,7 @@ def encode_token_examples(tokenizer, examples: Sequence, labels, config, source:
 
     align = config.model.label_alignment
     max_len = config.data.max_length
-    prefix, suffix = _special_tokens(tokenizer)
+    prefix, suffix = special_tokens(tokenizer)
     if len(prefix) + len(suffix) >= max_len:
         raise ConfigError(f"max_length={max_len} leaves no room for words beside the tokenizer's "
                           f"{len(prefix) + len(suffix)} special tokens; raise --max-length")
