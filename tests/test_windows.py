@@ -87,8 +87,6 @@ def test_max_over_windows_trains_and_predicts(tiny_llama):
 def test_window_settings_are_checked(tiny_llama):
     from labeltune import RunConfig
 
-    with pytest.raises(ConfigError, match="sequence task only"):
-        RunConfig.from_dict({"model": {"task": "token"}, "data": {"long_documents": "window"}})
     with pytest.raises(ConfigError, match="pair runs truncate"):
         RunConfig.from_dict({"data": {"long_documents": "window", "text_pair_column": "h"}})
     with pytest.raises(ConfigError, match="long_documents='all'"):

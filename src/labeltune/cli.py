@@ -92,8 +92,11 @@ def train(
     format: Optional[str] = typer.Option(None, help="auto | csv | tsv | jsonl | parquet | label-text | conll"),
     label_delimiter: Optional[str] = typer.Option(None, help="keep the label part before this (TREC coarse: ':')"),
     max_length: Optional[int] = typer.Option(None),
-    long_documents: Optional[str] = typer.Option(None, help="truncate | window (sequence task: read texts longer "
-                                                 "than --max-length whole, in overlapping windows)"),
+    document_column: Optional[str] = typer.Option(None, help="token task, JSONL/datasets: the column naming each "
+                                                  "sentence's document (CoNLL: -DOCSTART- lines)"),
+    long_documents: Optional[str] = typer.Option(None, help="truncate | window (read texts longer than --max-length "
+                                                 "whole, in overlapping windows; token task: each sentence with "
+                                                 "its document's words around it)"),
     window_stride: Optional[int] = typer.Option(None, help="text tokens between window starts (default: half a window)"),
     window_pooling: Optional[str] = typer.Option(None, help="mean | max | attention: how a text's windows are "
                                                  "combined (attention: a learned query, the mean at step 0)"),

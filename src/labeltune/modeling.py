@@ -201,15 +201,21 @@ class LabelModel(nn.Module):
         was_training = self.training
         self.eval()
         budget = max_tokens or self.config.train.eval_batch_tokens
-        out: list[torch.Tensor | None] = [None] * len(encoded)
+        pieces, owner = self.task.pieces(encoded)
+        out: list[torch.Tensor | None] = [None] * len(pieces)
         autocast = autocast_for(self.config.train.mixed_precision, self.device)
-        for rows in inference_batches([len(e) for e in encoded], budget):
-            batch = collate(rows, encoded, self.tokenizer.pad_token_id, "none")
+        for rows in inference_batches([len(e) for e in pieces], budget):
+            batch = collate(rows, pieces, self.tokenizer.pad_token_id, "none")
             with autocast:
                 logits = self(batch).logits.float().cpu()
-            for i, part in zip(batch["order"], self.task.split_logits(logits, batch, encoded)):
+            for i, part in zip(batch["order"], self.task.split_logits(logits, batch, pieces)):
                 out[i] = part
         self.train(was_training)
+        if owner is not None:  # windows of one example: their logits end to end, in window order
+            joined: list[list[torch.Tensor]] = [[] for _ in encoded]
+            for n, part in zip(owner, out):
+                joined[n].append(part)
+            return [torch.cat(parts) for parts in joined]
         return out  # type: ignore[return-value]
 
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[list[Encoded], int]:

@@ -164,6 +164,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
         if n:
             echo(f"note: {n} of {total} examples in {name} are longer than max_length={config.data.max_length} "
                  "tokens and were truncated (raise --max-length to keep them whole)")
+    train_enc, _ = task.pieces(train_enc)  # windows of long token-task sentences train as examples of their own
     # the schedule: what the user left open is sized to the data (recipe.py), and saved with the run
     lengths = [len(e) for e in train_enc]
     recipe = size_recipe(len(train_enc), sum(lengths) / len(lengths), t_cfg.batch_size, t_cfg.epochs, t_cfg.lr,
@@ -318,7 +319,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
         final = _calibrate(raw, task, final, cal_ex, eval_ex, eval_enc, train_name, eval_name)
     final.update(best_epoch=best["epoch"], history=history, train_time_s=train_time, eval_time_s=eval_time, steps=step,
                  train_real_tokens_per_s=tokens / max(train_time, 1e-9), eval_data=eval_name,
-                 train_examples=len(train_enc), truncated_train_examples=n_cut, recipe=recipe.line(total_steps))
+                 train_examples=len(train_ex), truncated_train_examples=n_cut, recipe=recipe.line(total_steps))
     raw.metrics, raw.train_log = final, train_log
     raw.eval()
     if output is not None:

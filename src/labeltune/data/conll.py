@@ -65,12 +65,13 @@ def _read_conll(path: Path, settings: DataSettings, require_labels: bool) -> lis
     tokens: list[str] = []
     tags: list[str] = []
     lines: list[int] = []
+    document: int | None = None  # counts -DOCSTART- lines; sentences before the first stand alone
 
     def flush():
         if tokens:
             where = f"lines {lines[0]}-{lines[-1]}"
             norm = normalise_tags(tags, str(path), lines=lines) if require_labels else None
-            examples.append(TokenExample(list(tokens), norm, where))
+            examples.append(TokenExample(list(tokens), norm, where, document=document))
         tokens.clear(), tags.clear(), lines.clear()
 
     for line_no, raw in enumerate(split_lines(text), start=1):
@@ -80,6 +81,7 @@ def _read_conll(path: Path, settings: DataSettings, require_labels: bool) -> lis
             continue
         if line.startswith("-DOCSTART-"):
             flush()
+            document = 0 if document is None else document + 1
             continue
         cols = line.split()
         if require_labels:
@@ -142,7 +144,11 @@ def _read_token_rows(records: Records, settings: DataSettings, require_labels: b
                                     f"use ids of {column!r}'s names")
                 tags = [names[t] if isinstance(t, int) else t for t in tags]
             tags = normalise_tags(list(tags), name, where)
-        examples.append(TokenExample([str(w).strip() for w in toks], tags, where))
+        document = row.get(settings.document_column)
+        if document is not None and (isinstance(document, bool) or not isinstance(document, (str, int))):
+            raise DataError(name, where, f"{settings.document_column!r} is {document!r}; it names the sentence's "
+                            "document", "give a string or an integer (the same for a document's consecutive sentences)")
+        examples.append(TokenExample([str(w).strip() for w in toks], tags, where, document=document))
     return examples
 
 

@@ -27,6 +27,7 @@ class TokenExample:
     where: str
     offsets: list[tuple[int, int]] | None = None  # character spans in ``text`` (raw-text input)
     text: str | None = None
+    document: Any = None  # consecutive sentences with the same value form a document (None: alone)
 
 
 @dataclass

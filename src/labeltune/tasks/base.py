@@ -79,6 +79,12 @@ class Task:
         map when ``with_targets``. Returns (encoded, number of examples truncated)."""
         raise NotImplementedError
 
+    def pieces(self, encoded: Sequence["Encoded"]) -> tuple[list["Encoded"], list[int] | None]:
+        """What batching sees: (pieces, owner). A task whose examples split into independent parts
+        (the token task's windows) returns the parts and, per part, the index of its example, whose
+        logits are the parts' concatenated; otherwise (encoded, None)."""
+        return list(encoded), None
+
     def problem(self, labels: "LabelMap") -> str:
         """What collation builds as targets and the loss compares: single_label, multi_label, regression or token."""
         return labels.problem_type

@@ -35,51 +35,109 @@ def build_tag_map(examples: Sequence, alignment: str):
 def encode_token_examples(tokenizer, examples: Sequence, labels, config, source: str = "data",
                           training: bool = False):
     """Words -> sub-word ids, units per the alignment setting, targets per unit (when ``labels``).
-    Returns (encoded, sentences truncated)."""
+    Returns (encoded, sentences truncated). With ``long_documents=window`` nothing is truncated: a
+    sentence is read with its document around it and, when longer than a window, in several windows
+    (``Encoded.windows``; ``TokenTask.pieces`` splits them into examples of their own)."""
     from ..data.examples import Encoded
 
-    align = config.model.label_alignment
     max_len = config.data.max_length
     prefix, suffix = special_tokens(tokenizer)
-    if len(prefix) + len(suffix) >= max_len:
+    room = max_len - len(prefix) - len(suffix)
+    if room < 1:
         raise ConfigError(f"max_length={max_len} leaves no room for words beside the tokenizer's "
                           f"{len(prefix) + len(suffix)} special tokens; raise --max-length")
     words = [(" " if k else "") + w for e in examples for k, w in enumerate(e.tokens)]
     pieces = tokenizer(words, add_special_tokens=False)["input_ids"] if words else []
-    index = labels.index if labels else None
-    out, truncated, p = [], 0, 0
+    unk = [tokenizer.unk_token_id or 0]
+    sub_words, p = [], 0  # per example: each word's sub-word ids
     for e in examples:
+        sub_words.append([pieces[p + k] or unk for k in range(len(e.tokens))])
+        p += len(e.tokens)
+    tagger = _UnitTagger(labels, config.model.label_alignment, training, source)
+    if config.data.long_documents == "window":
+        return _encode_windows(examples, sub_words, tagger, prefix, suffix, room, config.data.window_stride)
+    out, truncated = [], 0
+    for e, subs in zip(examples, sub_words):
         ids, units, targets, kept = list(prefix), [-1] * len(prefix), [], 0
-        room = max_len - len(prefix) - len(suffix)
-        n_unit = 0
-        for k, word in enumerate(e.tokens):
-            sub = pieces[p + k] or [tokenizer.unk_token_id or 0]
+        tagger.n_unit = 0
+        for k, sub in enumerate(subs):
             if len(ids) - len(prefix) + len(sub) > room:
                 break
-            tag = e.tags[k] if (e.tags is not None and index is not None) else None
-            if tag is not None and tag not in index:
-                raise DataError(source, e.where, f"tag {tag!r} never appears in the training data "
-                                f"(known tags: {', '.join(labels.names)})", "fix the tag or add examples of it to training")
-            if align == "all" and training:
-                for j in range(len(sub)):
-                    units.append(n_unit)
-                    if tag is not None:
-                        t = tag if j == 0 or tag == "O" else "I-" + tag[2:]
-                        targets.append(index[t])
-                    n_unit += 1
-            else:
-                chosen = {"first": [0], "all": [0], "last": [len(sub) - 1], "mean": range(len(sub))}[align]
-                units.extend(n_unit if j in chosen else -1 for j in range(len(sub)))
-                if tag is not None:
-                    targets.append(index[tag])
-                n_unit += 1
+            tagger.word(e, k, sub, units, targets)
             ids.extend(sub)
             kept += 1
-        p += len(e.tokens)
         truncated += kept < len(e.tokens)
         ids += suffix
         units += [-1] * len(suffix)
-        out.append(Encoded(ids, targets if index is not None else None, units, {"n_words": kept}))
+        out.append(Encoded(ids, targets if tagger.index is not None else None, units, {"n_words": kept}))
+    return out, truncated
+
+
+class _UnitTagger:
+    """Appends one word's units (per the alignment) and targets; ``n_unit`` counts the units of the
+    example being encoded (reset to 0 for each)."""
+
+    def __init__(self, labels, align: str, training: bool, source: str):
+        self.labels, self.align, self.training, self.source = labels, align, training, source
+        self.index = labels.index if labels else None
+        self.n_unit = 0
+
+    def word(self, example, k: int, sub: list[int], units: list[int], targets: list[int]) -> None:
+        tag = example.tags[k] if (example.tags is not None and self.index is not None) else None
+        if tag is not None and tag not in self.index:
+            raise DataError(self.source, example.where, f"tag {tag!r} never appears in the training data "
+                            f"(known tags: {', '.join(self.labels.names)})", "fix the tag or add examples of it to training")
+        if self.align == "all" and self.training:
+            for j in range(len(sub)):
+                units.append(self.n_unit)
+                if tag is not None:
+                    targets.append(self.index[tag if j == 0 or tag == "O" else "I-" + tag[2:]])
+                self.n_unit += 1
+        else:
+            chosen = {"first": [0], "all": [0], "last": [len(sub) - 1], "mean": range(len(sub))}[self.align]
+            units.extend(self.n_unit if j in chosen else -1 for j in range(len(sub)))
+            if tag is not None:
+                targets.append(self.index[tag])
+            self.n_unit += 1
+
+
+def _encode_windows(examples, sub_words, tagger, prefix, suffix, room: int, stride: int):
+    """Each sentence in the stream of its document's words (``TokenExample.document``; consecutive
+    sentences with the same value), windows per ``data.windows.word_windows``."""
+    from ..data.examples import Encoded
+    from ..data.windows import word_windows
+
+    step = stride or max(1, room // 2)
+    out, truncated, i = [], 0, 0
+    while i < len(examples):  # one document at a time
+        j = i + 1
+        while j < len(examples) and examples[i].document is not None and examples[j].document == examples[i].document:
+            j += 1
+        stream = [sub[:room] for n in range(i, j) for sub in sub_words[n]]  # a word over a window is clipped
+        starts = [0]
+        for n in range(i, j):
+            starts.append(starts[-1] + len(examples[n].tokens))
+        for n in range(i, j):
+            e, a, b = examples[n], starts[n - i], starts[n - i + 1]
+            lo, hi = max(0, a - room), min(len(stream), b + room)  # no window reaches further
+            spans = word_windows([len(s) for s in stream[lo:hi]], a - lo, b - lo, room, step)
+            ids, units, targets, windows = [], [], [], []
+            tagger.n_unit = 0
+            for s, t, la, lb in spans:
+                w_ids, w_units = list(prefix), [-1] * len(prefix)
+                for k in range(lo + s, lo + t):
+                    if lo + la <= k < lo + lb:
+                        tagger.word(e, k - a, stream[k], w_units, targets)
+                    else:
+                        w_units.extend([-1] * len(stream[k]))
+                    w_ids.extend(stream[k])
+                ids += w_ids + suffix
+                units += w_units + [-1] * len(suffix)
+                windows.append(len(w_ids) + len(suffix))
+            truncated += any(len(sub) > room for sub in sub_words[n])
+            out.append(Encoded(ids, targets if tagger.index is not None else None, units, {"n_words": len(e.tokens)},
+                               windows if len(windows) > 1 else None))
+        i = j
     return out, truncated
 
 
@@ -126,9 +184,6 @@ class TokenTask(Task):
             raise ConfigError("data.template applies to the sequence task only (token labels follow the words as given)")
         if config.data.text_pair_column:
             raise ConfigError("text_pair_column applies to the sequence task only")
-        if config.data.long_documents != "truncate":
-            raise ConfigError("long_documents=window is implemented for the sequence task only; token runs truncate "
-                              "sentences at max_length (and count them)")
         if config.train.calibration_split:
             raise ConfigError("calibration_split applies to the sequence task only (tags are not calibrated)")
 
@@ -153,6 +208,32 @@ class TokenTask(Task):
 
     def problem(self, labels):
         return "token"
+
+    def pieces(self, encoded):
+        """A sentence read in several windows becomes one example per window (its units renumbered from
+        0, its targets those units'), so windows batch, pack and count against the token budget like
+        any example; ``owner`` maps each piece back to its sentence."""
+        from ..data.examples import Encoded
+
+        if not any(e.windows for e in encoded):
+            return list(encoded), None
+        out, owner = [], []
+        for n, e in enumerate(encoded):
+            if not e.windows:
+                out.append(e)
+                owner.append(n)
+                continue
+            start = 0
+            for length in e.windows:
+                units = e.units[start:start + length]
+                labelled = [u for u in units if u >= 0]
+                base, count = labelled[0], labelled[-1] - labelled[0] + 1
+                out.append(Encoded(e.input_ids[start:start + length],
+                                   e.target[base:base + count] if e.target is not None else None,
+                                   [u - base if u >= 0 else -1 for u in units], e.extra))
+                owner.append(n)
+                start += length
+        return out, owner
 
     def primary_metric(self, labels):
         return "f1", True
