@@ -9,7 +9,7 @@ import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .atomic import write_json_atomic
 from .card import write_model_card
@@ -54,14 +54,13 @@ CHUNK = 2048  # examples read, predicted and written at a time: memory stays bou
 def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: str | Path | None,
                 device: str | None = None, abstain_below: float = 0.0, chunk: int = CHUNK) -> int:
     """Predictions in input order; JSONL to ``out`` (CSV when it ends in .csv) or stdout; returns how
-    many. A data file is streamed: read, predicted and written ``chunk`` examples at a time (sequence
-    task; CSV/TSV/JSONL/Parquet), so memory does not grow with the file. ``out`` appears only when
+    many. A data file is streamed: read, predicted and written ``chunk`` examples at a time (CSV/TSV/
+    JSONL/Parquet; CoNLL), so memory does not grow with the file. ``out`` appears only when
     complete. With ``abstain_below`` P, no label where the top score is under P (``calibration``).
 
     Under ``torchrun`` / ``accelerate launch`` (N processes) every process reads the file and predicts
     its share of each chunk (``rank::N``, on its own device); the main process gathers the rows and
     writes one output in input order."""
-    from itertools import islice
 
     from .atomic import atomic_text_file
     from .data.readers import source_name
@@ -81,8 +80,7 @@ def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: st
     if data is not None:
         name = source_name(data)
         examples = model.task.iter_read(data, model.config, require_labels=False)
-        chunks = iter(lambda: list(islice(examples, chunk)), [])
-        parts = (_predict_shared(model, part, name, rank, world) for part in chunks)
+        parts = (_predict_shared(model, part, name, rank, world) for part in _chunks(examples, chunk, model.task))
     else:
         parts = iter([model.predict(list(texts or []))])
     count = 0
@@ -96,14 +94,37 @@ def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: st
     return count
 
 
+def _chunks(examples: Iterator, size: int, task) -> Iterator[list]:
+    """Lists of ``size`` examples, each extended while the next belongs with its last (``task.together``:
+    a document read as context is never cut)."""
+    examples = iter(examples)
+    pending = next(examples, None)
+    while pending is not None:
+        part = [pending]
+        pending = None
+        for example in examples:
+            if len(part) >= size and not task.together(part[-1], example):
+                pending = example
+                break
+            part.append(example)
+        yield part
+
+
 def _predict_shared(model, examples: list, name: str, rank: int, world: int) -> list[dict]:
     """This chunk's rows in input order; with several processes each predicts every ``world``-th
-    example and the rows are gathered (every process gets them all)."""
+    run of examples that belong together (one example, or a document's sentences) and the rows are
+    gathered (every process gets them all)."""
     if world == 1:
         return model.predict_examples(examples, name)
     from accelerate.utils import gather_object
 
-    mine = list(range(rank, len(examples), world))
+    runs: list[list[int]] = []
+    for i, example in enumerate(examples):
+        if runs and model.task.together(examples[i - 1], example):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    mine = [i for run in runs[rank::world] for i in run]
     rows = model.predict_examples([examples[i] for i in mine], name) if mine else []
     out: list = [None] * len(examples)
     for i, row in gather_object(list(zip(mine, rows))):

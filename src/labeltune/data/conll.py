@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..config import DataSettings
 from ..errors import DataError
 from .examples import TokenExample
-from .readers import (Records, check_unicode, in_memory_records, is_in_memory, open_text, rows_hf, rows_jsonl, split_lines,
+from .readers import (Records, check_unicode, decoded, in_memory_records, is_in_memory, open_lazily, rows_hf, rows_jsonl,
                       source_name)
 
-__all__ = ["TokenExample", "read_token_examples", "normalise_tags", "token_format"]
+__all__ = ["TokenExample", "read_token_examples", "iter_token_examples", "normalise_tags", "token_format"]
 
 _TAG = re.compile(r"^(O|[BIES]-\S+)$")
 TOKEN_FORMATS = ("conll", "jsonl", "hf")
@@ -59,45 +59,48 @@ def token_format(source: str, fmt: str = "auto") -> str:
     return fmt
 
 
-def _read_conll(path: Path, settings: DataSettings, require_labels: bool) -> list[TokenExample]:
-    text = open_text(path)
-    examples: list[TokenExample] = []
+def _read_conll(path: Path, settings: DataSettings, require_labels: bool) -> Iterator[TokenExample]:
+    """Sentences as the file is read (blank lines between them; -DOCSTART- lines start documents)."""
     tokens: list[str] = []
     tags: list[str] = []
     lines: list[int] = []
     document: int | None = None  # counts -DOCSTART- lines; sentences before the first stand alone
+    content = False
 
-    def flush():
-        if tokens:
-            where = f"lines {lines[0]}-{lines[-1]}"
-            norm = normalise_tags(tags, str(path), lines=lines) if require_labels else None
-            examples.append(TokenExample(list(tokens), norm, where, document=document))
+    def sentence() -> TokenExample:
+        where = f"lines {lines[0]}-{lines[-1]}"
+        norm = normalise_tags(tags, str(path), lines=lines) if require_labels else None
+        example = TokenExample(list(tokens), norm, where, document=document)
         tokens.clear(), tags.clear(), lines.clear()
+        return example
 
-    for line_no, raw in enumerate(split_lines(text), start=1):
-        line = raw.replace("\ufeff", "").strip()  # byte-order marks glued to tokens or alone on a line
-        if not line:
-            flush()
-            continue
-        if line.startswith("-DOCSTART-"):
-            flush()
-            document = 0 if document is None else document + 1
-            continue
-        cols = line.split()
-        if require_labels:
-            if len(cols) < 2:
-                raise DataError(path, f"line {line_no}", f"expected a token and a tag, found {len(cols)} column",
-                                "write 'token tag' (space or tab separated), blank lines between sentences")
-            try:
-                tag = cols[settings.conll_tag_column]
-            except IndexError:
-                raise DataError(path, f"line {line_no}", f"no column {settings.conll_tag_column} (found {len(cols)})",
-                                "set --conll-tag-column to the tag column's index") from None
-            tags.append(tag)
-        tokens.append(cols[0])
-        lines.append(line_no)
-    flush()
-    return examples
+    with open_lazily(path) as f:
+        for line_no, raw in enumerate(decoded(f, path), start=1):
+            content = content or bool(raw.strip())
+            line = raw.replace("\ufeff", "").strip()  # byte-order marks glued to tokens or alone on a line
+            if not line or line.startswith("-DOCSTART-"):
+                if tokens:
+                    yield sentence()
+                if line:
+                    document = 0 if document is None else document + 1
+                continue
+            cols = line.split()
+            if require_labels:
+                if len(cols) < 2:
+                    raise DataError(path, f"line {line_no}", f"expected a token and a tag, found {len(cols)} column",
+                                    "write 'token tag' (space or tab separated), blank lines between sentences")
+                try:
+                    tag = cols[settings.conll_tag_column]
+                except IndexError:
+                    raise DataError(path, f"line {line_no}", f"no column {settings.conll_tag_column} (found {len(cols)})",
+                                    "set --conll-tag-column to the tag column's index") from None
+                tags.append(tag)
+            tokens.append(cols[0])
+            lines.append(line_no)
+    if tokens:
+        yield sentence()
+    if not content:
+        raise DataError(path, None, "file is empty (no examples)", "give a file with at least one example")
 
 
 def _tag_column(row: dict, settings: DataSettings) -> str:
@@ -108,8 +111,8 @@ def _tag_column(row: dict, settings: DataSettings) -> str:
     return settings.tags_column
 
 
-def _read_token_rows(records: Records, settings: DataSettings, require_labels: bool) -> list[TokenExample]:
-    examples, name = [], records.name
+def _read_token_rows(records: Records, settings: DataSettings, require_labels: bool) -> Iterator[TokenExample]:
+    name = records.name
     for row, where in records.rows:
         toks = row.get(settings.tokens_column)
         if not isinstance(toks, (list, tuple)) or not toks:
@@ -148,12 +151,17 @@ def _read_token_rows(records: Records, settings: DataSettings, require_labels: b
         if document is not None and (isinstance(document, bool) or not isinstance(document, (str, int))):
             raise DataError(name, where, f"{settings.document_column!r} is {document!r}; it names the sentence's "
                             "document", "give a string or an integer (the same for a document's consecutive sentences)")
-        examples.append(TokenExample([str(w).strip() for w in toks], tags, where, document=document))
-    return examples
+        yield TokenExample([str(w).strip() for w in toks], tags, where, document=document)
 
 
 def read_token_examples(source: Any, settings: DataSettings, require_labels: bool = True) -> list[TokenExample]:
     """Sentences of words (and IOB2 tags) from a CoNLL file, JSONL, ``hf:ID:SPLIT`` or data in memory."""
+    return list(iter_token_examples(source, settings, require_labels))
+
+
+def iter_token_examples(source: Any, settings: DataSettings, require_labels: bool = True) -> Iterator[TokenExample]:
+    """The sentences of ``source`` one by one, as the file is read (CoNLL and JSONL stream); DataError
+    on the first unusable one, and for a source with none."""
     if is_in_memory(source):
         examples = _read_token_rows(in_memory_records(source), settings, require_labels)
     else:
@@ -164,7 +172,10 @@ def read_token_examples(source: Any, settings: DataSettings, require_labels: boo
         else:
             records = rows_hf(source) if fmt == "hf" else Records(source, rows_jsonl(Path(source)))
             examples = _read_token_rows(records, settings, require_labels)
-    if not examples:
+    count = 0
+    for example in examples:
+        count += 1
+        yield example
+    if not count:
         raise DataError(source_name(source), None, "no sentences found",
                         "give at least one sentence (token tag lines)")
-    return examples

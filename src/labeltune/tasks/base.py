@@ -66,6 +66,11 @@ class Task:
         """The examples of ``source`` one at a time (predict streams them in chunks); by default read whole."""
         return iter(self.read(source, config, require_labels))
 
+    def together(self, previous: Any, example: Any) -> bool:
+        """Whether ``example`` must be encoded with the one before it (the same document read as
+        context): predict's chunks and processes never split such a run of examples."""
+        return False
+
     def from_texts(self, texts: Sequence[str], pairs: Sequence[str] | None, config: "RunConfig") -> list:
         """Unlabelled examples from raw input (predict, serve); ConfigError when pairs do not fit the run."""
         raise NotImplementedError

@@ -193,6 +193,14 @@ class TokenTask(Task):
 
         return read_token_examples(source, config.data, require_labels)
 
+    def iter_read(self, source, config, require_labels=True):
+        from ..data.conll import iter_token_examples
+
+        return iter_token_examples(source, config.data, require_labels)
+
+    def together(self, previous, example):
+        return previous.document is not None and example.document == previous.document
+
     def from_texts(self, texts, pairs, config):
         if pairs is not None:
             raise ConfigError("token runs tag single texts; give no pairs")
