@@ -252,9 +252,12 @@ class LabelModel(nn.Module):
         """LoRA + head parameters (small): what training changes."""
         return {k: v.detach().clone() for k, v in self.named_parameters() if v.requires_grad}
 
-    def save_pretrained(self, path: str | Path, overwrite: bool = False) -> None:
+    def save_pretrained(self, path: str | Path, overwrite: bool = False,
+                        state: dict[str, torch.Tensor] | None = None) -> None:
         """Write the run directory (see ``rundir``) atomically: settings, labels, adapter, head,
-        tokenizer, backbone reference, and the training record (metrics, log, plots) when trained."""
+        tokenizer, backbone reference, and the training record (metrics, log, plots) when trained.
+        ``state``: the trainable parameters' whole values (``trainable_state`` names), for a model whose
+        own are shards (FSDP, ZeRO-3: ``sharding.full_trainable_state``)."""
         from .card import write_model_card
         from .report import write_training_record
         from .rundir import atomic_run_dir, write_backbone_info
@@ -265,9 +268,17 @@ class LabelModel(nn.Module):
         with atomic_run_dir(path, overwrite) as tmp:
             self.config.save(tmp / "config.json")
             self.labels.save(tmp / "labels.json")
-            self.backbone.save_pretrained(tmp / "adapter")
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
-                      tmp / "head.safetensors")
+            if state is None:
+                self.backbone.save_pretrained(tmp / "adapter")
+                head = self.head.state_dict()
+            else:  # PEFT picks the adapter's weights out of the backbone's part
+                self.backbone.save_pretrained(tmp / "adapter", state_dict={
+                    k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")})
+                head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+                missing = set(self.head.state_dict()) - set(head)
+                if missing:
+                    raise ValueError(f"state lacks the head's {sorted(missing)}")
+            save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, tmp / "head.safetensors")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
             if self.calibration is not None:
                 self.calibration.save(tmp / CALIBRATION_FILE)

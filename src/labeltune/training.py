@@ -140,6 +140,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     from .data.batching import plan_batches
     from .modeling import LabelModel
     from .precision import resolve_mixed_precision
+    from .sharding import check_supported, full_trainable_state, load_trainable_state, optimizer_sharded, params_sharded
 
     t_cfg = config.train
     set_seed(t_cfg.seed)
@@ -154,6 +155,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                               gradient_accumulation_steps=t_cfg.grad_accum, cpu=cpu_processes)
     if not accelerator.is_main_process:  # one process speaks (and writes)
         echo = lambda line: None  # noqa: E731
+    check_supported(accelerator, t_cfg.checkpoint_every, resume)
+    sharded = params_sharded(accelerator)  # FSDP / ZeRO-3: forwards are collectives (sharding.py)
     problem = task.problem(labels)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cuda" else None
     model = LabelModel.from_config(config, labels, dtype=dtype)
@@ -200,6 +203,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     # already counts global steps (--batch-size is the global batch, whatever the number of processes)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+    params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaces them (DTensors) in prepare
     rank, world = accelerator.process_index, accelerator.num_processes
 
     metric_name, higher = task.primary_metric(labels)
@@ -207,7 +211,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     history, train_log = [], []
     step, t0, tokens, eval_time = 0, time.perf_counter(), 0, 0.0
     # checkpoints: the loop's whole state, so that a resumed run continues as if never stopped
-    ckpt = Checkpoints(checkpoint_folder(output), t_cfg.keep_checkpoints) if output is not None else None
+    ckpt = (Checkpoints(checkpoint_folder(output), t_cfg.keep_checkpoints)
+            if output is not None and not optimizer_sharded(accelerator) else None)
     fingerprint = json.loads(json.dumps({"config": config.to_dict(), "train": train_name, "eval": eval_name,
                                          "train_examples": len(train_enc)}))
     start_epoch, skip, rng_after_resume, running_at_resume = 0, 0, None, (0.0, 0)
@@ -288,9 +293,10 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                 save_checkpoint(epoch, done_in_epoch)
         if eval_enc is not None:
             t_eval = time.perf_counter()
-            logits = _sharded_logits(raw, eval_enc, rank, world)  # every process scores its share
+            # every process scores its share; with sharded parameters every process scores all, in step
+            logits = raw.logits(eval_enc) if sharded else _sharded_logits(raw, eval_enc, rank, world)
             eval_time += time.perf_counter() - t_eval
-        if eval_enc is not None and accelerator.is_main_process:
+        if eval_enc is not None and (accelerator.is_main_process or sharded):
             t_eval = time.perf_counter()
             metrics, _ = task.evaluate(raw, eval_ex, eval_enc, logits)
             eval_time += time.perf_counter() - t_eval
@@ -301,7 +307,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
             echo(f"epoch {epoch + 1}: eval {metric_name} {metrics[metric_name]:.4f}")
             score = metrics[metric_name]
             if best["score"] is None or (score > best["score"] if higher else score < best["score"]):
-                best.update(score=score, state=raw.trainable_state(), metrics=metrics, epoch=epoch + 1)
+                best.update(score=score, state=full_trainable_state(raw) if sharded else raw.trainable_state(),
+                            metrics=metrics, epoch=epoch + 1)
         if stop:
             break
         save_checkpoint(epoch + 1, 0)
@@ -310,20 +317,27 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
 
     if world > 1:  # the throughput of all processes together
         tokens = int(accelerator.reduce(torch.tensor(float(tokens), device=accelerator.device), reduction="sum"))
-    if not accelerator.is_main_process:
+    if not accelerator.is_main_process and not sharded:
         return raw
+    # from here on the main process alone, or (sharded parameters) every process in step
     if best["state"] is not None:  # keep the best epoch, not merely the last
-        raw.load_state_dict(best["state"], strict=False)
+        if sharded:
+            load_trainable_state(raw, best["state"])
+        else:
+            raw.load_state_dict(best["state"], strict=False)
     final = dict(best["metrics"] or {})
     if t_cfg.calibration == "auto":
         final = _calibrate(raw, task, final, cal_ex, eval_ex, eval_enc, train_name, eval_name)
+    whole = full_trainable_state(raw) if sharded else None  # what the run directory holds
+    if not accelerator.is_main_process:
+        return raw
     final.update(best_epoch=best["epoch"], history=history, train_time_s=train_time, eval_time_s=eval_time, steps=step,
                  train_real_tokens_per_s=tokens / max(train_time, 1e-9), eval_data=eval_name,
                  train_examples=len(train_ex), truncated_train_examples=n_cut, recipe=recipe.line(total_steps))
     raw.metrics, raw.train_log = final, train_log
     raw.eval()
     if output is not None:
-        raw.save_pretrained(output, overwrite)
+        raw.save_pretrained(output, overwrite, state=whole)
         if ckpt is not None:
             ckpt.remove()  # the run directory is complete: nothing left to resume
     return raw
