@@ -121,3 +121,26 @@ def test_two_processes_predict_one_file_into_one_ordered_output(tmp_path, tiny_l
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
     assert two == LabelModel.from_pretrained(tmp_path / "run").predict(texts)  # all 15, in input order
+
+
+def _bitsandbytes() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not _bitsandbytes(),
+                    reason="QLoRA runs on a CUDA GPU with bitsandbytes (this machine: the refusal test above)")
+def test_qlora_trains_a_4bit_base_with_full_precision_adapters_and_head(tmp_path, tiny_llama):
+    import bitsandbytes as bnb
+
+    import labeltune
+
+    rows = [{"text": t, "label": y} for t, y in [("the movie was great", "pos"), ("bad acting", "neg")] * 8]
+    model = labeltune.train(rows, rows, model=str(tiny_llama), quantize="4bit", epochs=2, progress=False,
+                            echo=lambda s: None, output=tmp_path / "run", calibration="none")
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.base_model.modules())
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)
+    loaded = LabelModel.from_pretrained(tmp_path / "run", device="cuda")
+    assert loaded.predict("the movie was great")["label"] == model.predict("the movie was great")["label"]

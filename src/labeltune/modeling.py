@@ -138,6 +138,11 @@ class LabelModel(nn.Module):
         return b.get_base_model() if hasattr(b, "get_base_model") else b
 
     @property
+    def _no_split_modules(self) -> list[str]:
+        """The backbone's decoder-layer classes: what FSDP's transformer-based auto-wrap shards as units."""
+        return list(getattr(self.base_model, "_no_split_modules", None) or [])
+
+    @property
     def temperature(self) -> float:
         """What the logits are divided by before the softmax (1.0: uncalibrated)."""
         return self.calibration.temperature if self.calibration is not None else 1.0

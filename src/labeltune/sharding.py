@@ -23,7 +23,8 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["params_sharded", "optimizer_sharded", "check_supported", "full_trainable_state", "load_trainable_state"]
+__all__ = ["params_sharded", "optimizer_sharded", "check_supported", "configure_deepspeed", "full_trainable_state",
+           "load_trainable_state"]
 
 
 def params_sharded(accelerator) -> bool:
@@ -56,6 +57,17 @@ def check_supported(accelerator, checkpoint_every: int, resume: bool) -> None:
         raise ConfigError(f"--checkpoint-every / --resume are not supported under {accelerator.distributed_type.value}"
                           " (the optimizer state is sharded); train with DDP (accelerate launch --multi_gpu) to "
                           "checkpoint, or without them")
+
+
+def configure_deepspeed(accelerator) -> None:
+    """labeltune plans its own batches (no DataLoader reaches ``prepare``), so DeepSpeed cannot infer a
+    micro-batch size: one planned batch a step on each process."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        config = accelerator.state.deepspeed_plugin.deepspeed_config
+        if config.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+            config["train_micro_batch_size_per_gpu"] = 1
 
 
 def _whole(param: torch.Tensor) -> torch.Tensor:

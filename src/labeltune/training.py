@@ -140,7 +140,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     from .data.batching import plan_batches
     from .modeling import LabelModel
     from .precision import resolve_mixed_precision
-    from .sharding import check_supported, full_trainable_state, load_trainable_state, optimizer_sharded, params_sharded
+    from .sharding import (check_supported, configure_deepspeed, full_trainable_state, load_trainable_state,
+                           optimizer_sharded, params_sharded)
 
     t_cfg = config.train
     set_seed(t_cfg.seed)
@@ -201,6 +202,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t_cfg.warmup_ratio * total_steps), total_steps)
     # the scheduler is not prepared: Accelerate would step it once per process, while total_steps
     # already counts global steps (--batch-size is the global batch, whatever the number of processes)
+    configure_deepspeed(accelerator)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
     params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaces them (DTensors) in prepare
