@@ -6,6 +6,7 @@ equal the unsharded ones; a run directory written from them loads and scores as 
 Accelerate takes FSDP only on GPUs, so the training loop's FSDP / ZeRO-3 path is exercised on the
 device machine (docs/SCALING.md); here the pieces it is built from run under torch's own FSDP2."""
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 TESTS = Path(__file__).parent
 
@@ -100,3 +102,38 @@ def test_checkpoints_are_refused_where_the_optimizer_state_is_sharded():
         fsdp_plugin=SimpleNamespace(fsdp_version=1)))
     with pytest.raises(ConfigError, match="fsdp_version: 2"):
         check_supported(fsdp1, 0, False)
+
+
+FSDP_CHILD = """
+import json, sys
+import labeltune
+rows = [{{"text": t, "label": y}} for t, y in [("the movie was great", "pos"), ("bad acting", "neg"),
+        ("loved the plot", "pos"), ("awful film", "neg"), ("great fun", "pos"), ("boring plot", "neg")] * 6]
+model = labeltune.train(rows, rows[:12], model={model!r}, output=sys.argv[1], progress=False, epochs=3, batch_size=8,
+                        seed=1, calibration="none", mixed_precision="no")
+"""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Accelerate runs FSDP on GPUs only "
+                    "(the CPU test above covers the pieces)")
+def test_fsdp2_training_through_accelerate_writes_a_whole_run(tmp_path, tiny_llama):
+    from labeltune import LabelModel
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    script = tmp_path / "child.py"
+    script.write_text(FSDP_CHILD.format(model=str(tiny_llama)))
+    config = TESTS.parent / "examples" / "distributed" / "fsdp.yaml"
+    proc = subprocess.run([accelerate, "launch", "--config_file", str(config), "--num_processes",
+                           str(torch.cuda.device_count()), "--main_process_port", str(_port()), str(script),
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(TESTS.parent / "src")})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # the run directory scores, in a plain process, what training measured on the same data: its
+    # weights are whole, not one process's shard
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    loaded = LabelModel.from_pretrained(tmp_path / "run", device="cuda")
+    rows = [{"text": t, "label": y} for t, y in [("the movie was great", "pos"), ("bad acting", "neg"),
+            ("loved the plot", "pos"), ("awful film", "neg"), ("great fun", "pos"), ("boring plot", "neg")] * 2]
+    again = loaded.evaluate(rows)
+    assert again["accuracy"] == trained["accuracy"]
+    assert again["loss"] == pytest.approx(trained["loss"], abs=1e-3)
