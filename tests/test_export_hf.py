@@ -120,6 +120,8 @@ def test_causal_token_run_loads_as_token_classification(tmp_path, tiny_llama, al
     ({"head_bias": True}, "has a bias"),
     ({"task": "token"}, "attend bidirectionally"),  # the token task's default unmasks from:0.33
     ({"unmask": "all"}, "attend bidirectionally"),
+    ({"long_documents": "window"}, "combined before the head"),
+    ({"task": "token", "unmask": "none", "long_documents": "window"}, "document's words around it"),
 ])
 def test_runs_the_stock_classes_cannot_express_are_refused_with_the_reason(tmp_path, tiny_llama, settings, reason):
     labels = ("O", "B-PER", "I-PER") if settings.get("task") == "token" else ("neg", "pos")

@@ -42,6 +42,9 @@ def transformers_refusal(model) -> str | None:
         return (f"layers {sorted(model.bidirectional)} attend bidirectionally (unmask {cfg.model.unmask}); the stock "
                 "transformers classes are causal")
     if cfg.data.long_documents == "window":
+        if cfg.model.task == "token":
+            return ("it reads each sentence in windows with its document's words around it; the stock class reads "
+                    "one sentence, truncated")
         return "it reads long texts in windows whose states are combined before the head; the stock class reads one"
     if cfg.model.task == "sequence":
         if cfg.model.pooling != "last":
