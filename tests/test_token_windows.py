@@ -133,3 +133,24 @@ def test_windows_tag_what_truncation_cuts_off_and_the_run_round_trips(tmp_path, 
     row = loaded.predict(text)
     assert row["tags"] == windowed.predict(text)["tags"] and len(row["tags"]) == 40
     assert {e["text"] for e in row["entities"]} <= {"paris", "london", "john"} and row["entities"]
+
+
+def test_a_documents_sentences_read_as_running_text_with_a_real_tokenizer():
+    from labeltune import RunConfig
+    from labeltune.backbone import load_tokenizer, resolve_model_dir
+    from labeltune.data import LabelMap
+    from labeltune.template import special_tokens
+
+    tok = load_tokenizer(resolve_model_dir("default"))  # SmolLM2's BPE: "He" and " He" differ
+    examples = [TokenExample(["John", "lives", "here", "."], ["B-PER", "O", "O", "O"], "s1", document=0),
+                TokenExample(["He", "works", "."], ["O", "O", "O"], "s2", document=0)]
+    cfg = RunConfig.from_dict({"model": {"task": "token"}, "data": {"long_documents": "window", "max_length": 64}})
+    enc, _ = encode_token_examples(tok, examples, LabelMap(["O", "B-PER"], "single_label"), cfg)
+    prefix, suffix = special_tokens(tok)
+    body = enc[1].input_ids[len(prefix): len(enc[1].input_ids) - len(suffix)]
+    assert body == tok("John lives here . He works .", add_special_tokens=False)["input_ids"]
+    assert tok.decode(body) == "John lives here . He works ."
+    # alone, a sentence starts the text: no leading space, as without windows
+    alone = [TokenExample(["He", "works", "."], None, "s")]
+    plain, _ = encode_token_examples(tok, alone, None, cfg.with_overrides({"data": {"long_documents": "truncate"}}))
+    assert encode_token_examples(tok, alone, None, cfg)[0][0].input_ids == plain[0].input_ids

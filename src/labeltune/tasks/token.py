@@ -55,7 +55,11 @@ def encode_token_examples(tokenizer, examples: Sequence, labels, config, source:
         p += len(e.tokens)
     tagger = _UnitTagger(labels, config.model.label_alignment, training, source)
     if config.data.long_documents == "window":
-        return _encode_windows(examples, sub_words, tagger, prefix, suffix, room, config.data.window_stride)
+        # a sentence's first word inside running text (after its document's previous sentence) takes
+        # the leading space the other words have
+        firsts = tokenizer([" " + e.tokens[0] for e in examples], add_special_tokens=False)["input_ids"] if examples else []
+        return _encode_windows(examples, sub_words, [f or unk for f in firsts], tagger, prefix, suffix, room,
+                               config.data.window_stride)
     out, truncated = [], 0
     for e, subs in zip(examples, sub_words):
         ids, units, targets, kept = list(prefix), [-1] * len(prefix), [], 0
@@ -101,9 +105,10 @@ class _UnitTagger:
             self.n_unit += 1
 
 
-def _encode_windows(examples, sub_words, tagger, prefix, suffix, room: int, stride: int):
+def _encode_windows(examples, sub_words, spaced_firsts, tagger, prefix, suffix, room: int, stride: int):
     """Each sentence in the stream of its document's words (``TokenExample.document``; consecutive
-    sentences with the same value), windows per ``data.windows.word_windows``."""
+    sentences with the same value), windows per ``data.windows.word_windows``. A sentence's first word
+    is written as at the start of a text where a window starts with it, else with its leading space."""
     from ..data.examples import Encoded
     from ..data.windows import word_windows
 
@@ -113,24 +118,32 @@ def _encode_windows(examples, sub_words, tagger, prefix, suffix, room: int, stri
         j = i + 1
         while j < len(examples) and examples[i].document is not None and examples[j].document == examples[i].document:
             j += 1
-        stream = [sub[:room] for n in range(i, j) for sub in sub_words[n]]  # a word over a window is clipped
+        bare, spaced, lens = [], [], []  # per word of the stream: its ids at a window's start, and inside one
+        for n in range(i, j):
+            for k, sub in enumerate(sub_words[n]):
+                inner = spaced_firsts[n] if k == 0 else sub
+                bare.append(sub[:room])  # a word longer than a window is clipped (and counted)
+                spaced.append(inner[:room])
+                # a sentence alone: its first word always starts a window; in a document it may not
+                lens.append(len(bare[-1]) if j - i == 1 else max(len(bare[-1]), len(spaced[-1])))
         starts = [0]
         for n in range(i, j):
             starts.append(starts[-1] + len(examples[n].tokens))
         for n in range(i, j):
             e, a, b = examples[n], starts[n - i], starts[n - i + 1]
-            lo, hi = max(0, a - room), min(len(stream), b + room)  # no window reaches further
-            spans = word_windows([len(s) for s in stream[lo:hi]], a - lo, b - lo, room, step)
+            lo, hi = max(0, a - room), min(len(lens), b + room)  # no window reaches further
+            spans = word_windows(lens[lo:hi], a - lo, b - lo, room, step)
             ids, units, targets, windows = [], [], [], []
             tagger.n_unit = 0
             for s, t, la, lb in spans:
                 w_ids, w_units = list(prefix), [-1] * len(prefix)
                 for k in range(lo + s, lo + t):
+                    word = bare[k] if k == lo + s else spaced[k]
                     if lo + la <= k < lo + lb:
-                        tagger.word(e, k - a, stream[k], w_units, targets)
+                        tagger.word(e, k - a, word, w_units, targets)
                     else:
-                        w_units.extend([-1] * len(stream[k]))
-                    w_ids.extend(stream[k])
+                        w_units.extend([-1] * len(word))
+                    w_ids.extend(word)
                 ids += w_ids + suffix
                 units += w_units + [-1] * len(suffix)
                 windows.append(len(w_ids) + len(suffix))
