@@ -144,3 +144,40 @@ def test_qlora_trains_a_4bit_base_with_full_precision_adapters_and_head(tmp_path
     assert trainable and all(p.dtype == torch.float32 for p in trainable)
     loaded = LabelModel.from_pretrained(tmp_path / "run", device="cuda")
     assert loaded.predict("the movie was great")["label"] == model.predict("the movie was great")["label"]
+
+
+FAILING_PREDICT = """
+import os, sys
+from labeltune import LabelModel
+from labeltune.inference import predict_run
+real = LabelModel.predict_examples
+def broken(self, examples, source="data"):  # one process fails on its share of the first chunk
+    if os.environ["RANK"] == "1":
+        raise RuntimeError("out of memory (simulated)")
+    return real(self, examples, source)
+LabelModel.predict_examples = broken
+try:
+    predict_run(sys.argv[1], sys.argv[2], None, sys.argv[3], device="cpu")
+except Exception as e:
+    print("FAILED", os.environ["RANK"], type(e).__name__, e, flush=True)
+    sys.exit(3)
+"""
+
+
+def test_a_process_failing_in_prediction_stops_all_of_them_with_the_reason(tmp_path, tiny_llama):
+    from helpers import tiny_label_model
+
+    tiny_label_model(tiny_llama).save_pretrained(tmp_path / "run")
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"text": f"great {i}"}) + "\n" for i in range(9)))
+    script = tmp_path / "child.py"
+    script.write_text(FAILING_PREDICT)
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(_port()), str(script),
+                           str(tmp_path / "run"), str(tmp_path / "data.jsonl"), str(tmp_path / "out.jsonl")],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0  # both ended (no hang: the timeout above)
+    assert "FAILED 1 RuntimeError out of memory (simulated)" in proc.stdout
+    assert "FAILED 0 LabeltuneError prediction failed on process 1: RuntimeError: out of memory" in proc.stdout
+    assert not (tmp_path / "out.jsonl").exists()

@@ -125,10 +125,23 @@ def _predict_shared(model, examples: list, name: str, rank: int, world: int) -> 
         else:
             runs.append([i])
     mine = [i for run in runs[rank::world] for i in run]
-    rows = model.predict_examples([examples[i] for i in mine], name) if mine else []
+    failure: Exception | None = None
+    try:
+        rows = model.predict_examples([examples[i] for i in mine], name) if mine else []
+    except Exception as e:  # the others must still reach the gather, or they wait for this process forever
+        rows, failure = [], e
+    gathered = gather_object([(rank, f"{type(failure).__name__}: {failure}" if failure else None, list(zip(mine, rows)))])
+    if failure is not None:
+        raise failure
+    for other, error, _ in gathered:
+        if error is not None:
+            from .errors import LabeltuneError
+
+            raise LabeltuneError(f"prediction failed on process {other}: {error}")
     out: list = [None] * len(examples)
-    for i, row in gather_object(list(zip(mine, rows))):
-        out[i] = row
+    for _, _, pairs in gathered:
+        for i, row in pairs:
+            out[i] = row
     return out
 
 
