@@ -74,7 +74,6 @@ def test_a_bad_row_late_in_the_file_writes_nothing(run, tmp_path):
 def test_token_runs_stream_conll_in_chunks_that_never_cut_a_document(tmp_path, tiny_llama):
     from labeltune.data.conll import iter_token_examples
     from labeltune.inference import _chunks
-    from labeltune.tasks import get_task
 
     # three documents of 3 sentences; with windows, each sentence is read with its document around it
     words = "john lives in paris the plot was fine acme corp works at london".split()
@@ -86,8 +85,10 @@ def test_token_runs_stream_conll_in_chunks_that_never_cut_a_document(tmp_path, t
     model.save_pretrained(tmp_path / "run")
     sentences = list(iter_token_examples(data, model.config.data, require_labels=False))
     assert [e.document for e in sentences] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    parts = list(_chunks(iter(sentences), 2, get_task("token")))
+    parts = list(_chunks(iter(sentences), 2, model))
     assert [len(p) for p in parts] == [3, 3, 3]  # 2 a chunk, extended to the document's end
+    truncating = tiny_label_model(tiny_llama, labels=("O", "B-PER"), task="token", max_length=16)
+    assert [len(p) for p in _chunks(iter(sentences), 2, truncating)] == [2, 2, 2, 2, 1]  # no context: no grouping
     whole = model.predict_examples(sentences)
     for chunk in (1, 2, 100):
         out = tmp_path / f"out{chunk}.jsonl"

@@ -110,7 +110,10 @@ def test_sentences_are_read_with_their_documents_words_around_them(tmp_path, tin
     # JSONL / in-memory rows name the document in a column
     rows = [{"tokens": ["john"], "tags": ["B-PER"], "document": "d1"}, {"tokens": ["paris"], "tags": ["B-LOC"],
                                                                          "document": "d1"}]
-    assert [e.document for e in read_token_examples(rows, DataSettings())] == ["d1", "d1"]
+    assert [e.document for e in read_token_examples(rows, DataSettings(long_documents="window"))] == ["d1", "d1"]
+    assert [e.document for e in read_token_examples(rows, DataSettings())] == [None, None]  # read only when used
+    rows[1]["document"] = 2.0  # pandas: an integer column with gaps is float
+    assert [e.document for e in read_token_examples(rows, DataSettings(long_documents="window"))] == ["d1", 2]
 
 
 def test_windows_tag_what_truncation_cuts_off_and_the_run_round_trips(tmp_path, tiny_llama):

@@ -80,7 +80,7 @@ def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: st
     if data is not None:
         name = source_name(data)
         examples = model.task.iter_read(data, model.config, require_labels=False)
-        parts = (_predict_shared(model, part, name, rank, world) for part in _chunks(examples, chunk, model.task))
+        parts = (_predict_shared(model, part, name, rank, world) for part in _chunks(examples, chunk, model))
     else:
         parts = iter([model.predict(list(texts or []))])
     count = 0
@@ -94,7 +94,7 @@ def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: st
     return count
 
 
-def _chunks(examples: Iterator, size: int, task) -> Iterator[list]:
+def _chunks(examples: Iterator, size: int, model) -> Iterator[list]:
     """Lists of ``size`` examples, each extended while the next belongs with its last (``task.together``:
     a document read as context is never cut)."""
     examples = iter(examples)
@@ -103,7 +103,7 @@ def _chunks(examples: Iterator, size: int, task) -> Iterator[list]:
         part = [pending]
         pending = None
         for example in examples:
-            if len(part) >= size and not task.together(part[-1], example):
+            if len(part) >= size and not model.task.together(part[-1], example, model.config):
                 pending = example
                 break
             part.append(example)
@@ -120,7 +120,7 @@ def _predict_shared(model, examples: list, name: str, rank: int, world: int) -> 
 
     runs: list[list[int]] = []
     for i, example in enumerate(examples):
-        if runs and model.task.together(examples[i - 1], example):
+        if runs and model.task.together(examples[i - 1], example, model.config):
             runs[-1].append(i)
         else:
             runs.append([i])

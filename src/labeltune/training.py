@@ -308,7 +308,12 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
             history.append(entry)
             echo(f"epoch {epoch + 1}: eval {metric_name} {metrics[metric_name]:.4f}")
             score = metrics[metric_name]
-            if best["score"] is None or (score > best["score"] if higher else score < best["score"]):
+            improved = best["score"] is None or (score > best["score"] if higher else score < best["score"])
+            if sharded and world > 1:  # the main process decides: a last-bit difference must not split them
+                from accelerate.utils import broadcast_object_list
+
+                improved = broadcast_object_list([improved])[0]
+            if improved:
                 best.update(score=score, state=full_trainable_state(raw) if sharded else raw.trainable_state(),
                             metrics=metrics, epoch=epoch + 1)
         if stop:

@@ -147,10 +147,16 @@ def _read_token_rows(records: Records, settings: DataSettings, require_labels: b
                                     f"use ids of {column!r}'s names")
                 tags = [names[t] if isinstance(t, int) else t for t in tags]
             tags = normalise_tags(list(tags), name, where)
-        document = row.get(settings.document_column)
-        if document is not None and (isinstance(document, bool) or not isinstance(document, (str, int))):
-            raise DataError(name, where, f"{settings.document_column!r} is {document!r}; it names the sentence's "
-                            "document", "give a string or an integer (the same for a document's consecutive sentences)")
+        document = row.get(settings.document_column) if settings.long_documents == "window" else None
+        if isinstance(document, float) and document.is_integer():  # an integer column with gaps (pandas)
+            document = int(document)
+        if document is not None and not (isinstance(document, float) and document != document):  # NaN: none
+            if isinstance(document, bool) or not isinstance(document, (str, int)):
+                raise DataError(name, where, f"{settings.document_column!r} is {document!r}; it names the sentence's "
+                                "document", "give a string or an integer (the same for a document's consecutive "
+                                "sentences)")
+        else:
+            document = None
         yield TokenExample([str(w).strip() for w in toks], tags, where, document=document)
 
 

@@ -108,7 +108,23 @@ def decoded(f: IO[str], path: Path) -> Iterator[str]:
         for line_no, line in enumerate(f, start=1):
             yield line
     except UnicodeDecodeError:
-        raise DataError(path, f"line {line_no + 1}", "is not UTF-8 text", "re-save the file as UTF-8") from None
+        # the text layer decodes ahead in blocks: find the line that holds the bad bytes
+        raise DataError(path, f"line {_undecodable_line(path)}", "is not UTF-8 text",
+                        "re-save the file as UTF-8") from None
+
+
+def _undecodable_line(path: Path) -> int:
+    """The number of the first line (split as ``split_lines`` does: \n, \r\n or a lone \r) whose bytes
+    are not UTF-8; read line by line in binary, so memory stays bounded."""
+    line_no = 1
+    with open(path, "rb") as f:
+        for raw in f:  # split on \n only; lone \r breaks counted inside
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return line_no + raw[: e.start].count(b"\r")
+            line_no += 1 + raw.count(b"\r") - raw.endswith(b"\r\n")
+    return line_no
 
 
 def _blank(fields: list[str]) -> bool:

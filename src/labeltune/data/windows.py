@@ -63,12 +63,10 @@ def word_windows(lens: Sequence[int], a: int, b: int, room: int, step: int) -> l
                     best, best_w = ctx, w
         owner.append(best_w)
         last = best_w
-    out = []
-    for w, (s, e) in enumerate(spans):
-        mine = [a + i for i, o in enumerate(owner) if o == w]
-        if mine:
-            out.append((s, e, mine[0], mine[-1] + 1))
-    return out
+    labelled: dict[int, list[int]] = {}  # window -> [first, end) of the words it labels (contiguous)
+    for i, w in enumerate(owner):
+        labelled.setdefault(w, [a + i, a + i + 1])[1] = a + i + 1
+    return [(s, e, *labelled[w]) for w, (s, e) in enumerate(spans) if w in labelled]
 
 
 def _with_context(lens: Sequence[int], a: int, b: int, room: int) -> tuple[int, int, int, int]:

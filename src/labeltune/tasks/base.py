@@ -66,7 +66,7 @@ class Task:
         """The examples of ``source`` one at a time (predict streams them in chunks); by default read whole."""
         return iter(self.read(source, config, require_labels))
 
-    def together(self, previous: Any, example: Any) -> bool:
+    def together(self, previous: Any, example: Any, config: "RunConfig") -> bool:
         """Whether ``example`` must be encoded with the one before it (the same document read as
         context): predict's chunks and processes never split such a run of examples."""
         return False

@@ -211,8 +211,9 @@ class TokenTask(Task):
 
         return iter_token_examples(source, config.data, require_labels)
 
-    def together(self, previous, example):
-        return previous.document is not None and example.document == previous.document
+    def together(self, previous, example, config):
+        return (config.data.long_documents == "window" and previous.document is not None
+                and example.document == previous.document)
 
     def from_texts(self, texts, pairs, config):
         if pairs is not None:
