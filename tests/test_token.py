@@ -175,3 +175,24 @@ def test_cli_token_train_evaluate_predict(tmp_path, tiny_llama):
                                                                            ("LOC", "paris", [3, 4])]
     for ent in row["entities"]:  # offsets into the text as given (two spaces before "visited")
         assert row["text"][ent["start"]:ent["end"]] == ent["text"]
+
+
+@pytest.mark.parametrize("task, lora, expected", [
+    ("token", {}, (64, 128, "all-linear")),  # the token task's (docs/RESULTS.md: ner_gap suite)
+    ("sequence", {}, (16, 32, "q_proj,k_proj,v_proj,o_proj")),
+    ("token", {"r": 8}, (8, 16, "all-linear")),  # alpha follows the rank asked for
+    ("token", {"r": 8, "alpha": 8, "target_modules": "q_proj,v_proj"}, (8, 8, "q_proj,v_proj")),  # explicit wins
+])
+def test_lora_defaults_are_the_tasks_and_are_saved_resolved(tmp_path, tiny_llama, task, lora, expected):
+    labels = ("O", "B-PER") if task == "token" else ("neg", "pos")
+    cfg = RunConfig.from_dict({"model": {"name": str(tiny_llama), "task": task}, "lora": lora})
+    assert cfg.lora.target_modules == lora.get("target_modules")  # unresolved until a model is built
+    from labeltune.data import LabelMap
+
+    model = LabelModel.from_config(cfg, LabelMap(list(labels), "single_label"))
+    assert (model.config.lora.r, model.config.lora.alpha, model.config.lora.target_modules) == expected
+    adapted = {n.split(".lora_A")[0].split(".")[-1] for n, _ in model.backbone.named_parameters() if "lora_A" in n}
+    assert ("gate_proj" in adapted) == (expected[2] == "all-linear")
+    model.save_pretrained(tmp_path / "run")
+    saved = RunConfig.load(tmp_path / "run" / "config.json").lora
+    assert (saved.r, saved.alpha, saved.target_modules) == expected

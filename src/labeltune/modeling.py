@@ -84,7 +84,8 @@ class LabelModel(nn.Module):
         self.task = get_task(config.model.task)
         base_config = self.base_model.config
         self.num_layers = base_config.num_hidden_layers
-        if config.model.unmask is None or config.model.head_dropout is None or config.model.head_bias is None:
+        if None in (config.model.unmask, config.model.head_dropout, config.model.head_bias, config.lora.r,
+                    config.lora.alpha, config.lora.target_modules):
             config = self.task.with_defaults(config)
             self.config = config
         self.bidirectional = parse_unmask(config.model.unmask, self.num_layers)

@@ -38,6 +38,7 @@ class Task:
     default_head_dropout = 0.0
     default_head_bias = True
     default_unmask = "none"
+    default_lora = {"r": 16, "target_modules": "q_proj,k_proj,v_proj,o_proj"}  # alpha: twice the rank
     report_metrics: tuple[str, ...] = ()  # the columns of bench tables
 
     # ---- settings -------------------------------------------------------------------------------
@@ -49,13 +50,16 @@ class Task:
 
     def with_defaults(self, config: "RunConfig") -> "RunConfig":
         """``config`` with this task's defaults for the settings left at None (head dropout and bias,
-        unmasked layers): resolved when a model is built and saved with the run, so a later switch of task
+        unmasked layers, LoRA rank, alpha and target modules): resolved when a model is built and saved with the run, so a later switch of task
         never inherits another task's default."""
-        m = config.model
+        m, lora = config.model, config.lora
+        r = self.default_lora["r"] if lora.r is None else lora.r
         return config.with_overrides({"model": {
             "head_dropout": self.default_head_dropout if m.head_dropout is None else m.head_dropout,
             "head_bias": self.default_head_bias if m.head_bias is None else m.head_bias,
-            "unmask": self.default_unmask if m.unmask is None else m.unmask}})
+            "unmask": self.default_unmask if m.unmask is None else m.unmask},
+            "lora": {"r": r, "alpha": 2 * r if lora.alpha is None else lora.alpha,
+                     "target_modules": lora.target_modules or self.default_lora["target_modules"]}})
 
     # ---- data -----------------------------------------------------------------------------------
     def read(self, source: Any, config: "RunConfig", require_labels: bool = True) -> list:
