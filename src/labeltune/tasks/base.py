@@ -50,8 +50,8 @@ class Task:
 
     def with_defaults(self, config: "RunConfig") -> "RunConfig":
         """``config`` with this task's defaults for the settings left at None (head dropout and bias,
-        unmasked layers, LoRA rank, alpha and target modules): resolved when a model is built and saved with the run, so a later switch of task
-        never inherits another task's default."""
+        unmasked layers, LoRA rank, alpha and target modules): resolved when a model is built and saved
+        with the run, so a later switch of task never inherits another task's default."""
         m, lora = config.model, config.lora
         r = self.default_lora["r"] if lora.r is None else lora.r
         return config.with_overrides({"model": {
