@@ -159,7 +159,8 @@ LabelModel.predict_examples = broken
 try:
     predict_run(sys.argv[1], sys.argv[2], None, sys.argv[3], device="cpu")
 except Exception as e:
-    print("FAILED", os.environ["RANK"], type(e).__name__, e, flush=True)
+    # one write of one line: the two processes share the pipe, and a short write is never interleaved
+    os.write(1, f"FAILED {os.environ['RANK']} {type(e).__name__} {e}\\n".encode())
     sys.exit(3)
 """
 
