@@ -31,7 +31,7 @@ rows = [{{"text": t, "label": y}} for t, y in [("the movie was great", "pos"), (
 # dropout off: the two layouts draw different masks; everything else is the same arithmetic
 labeltune.train(rows, rows[:13], model={model!r}, output=sys.argv[1], progress=False, epochs=2, batch_size=8,
                 seed=1, lora_dropout=0.0, head_dropout=0.0, mixed_precision="no", calibration="none")
-print("SEEN", os.environ.get("RANK", "0"), seen[0], flush=True)
+os.write(1, ("SEEN %s %d\\n" % (os.environ.get("RANK", "0"), seen[0])).encode())  # one write: never interleaved
 """
 
 
