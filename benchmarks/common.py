@@ -28,6 +28,22 @@ def read_tsv(path: Path) -> tuple[list[str], list[int]]:
     return [r[0].strip() for r in rows], [int(r[1]) for r in rows]
 
 
+def child_row(code: str, *args) -> dict | None:
+    """Run ``code`` in a fresh Python process (its own peak memory) with ``args``; the JSON object on its
+    last stdout line, or None (its stderr's end printed) when it failed."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    if proc.returncode:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return None
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def hardware() -> str:
     cpu = platform.processor() or platform.machine()
     if torch.cuda.is_available():

@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
-from common import SHARED, hardware
+from common import SHARED, child_row, hardware
 
 CHILD = """
 import json, resource, sys, time
@@ -74,13 +72,9 @@ def main():
           flush=True)
     results = []
     for mode in args.modes.split(","):
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(train), str(dev), str(test), mode,
-                               str(args.max_length)], capture_output=True, text=True)
-        if proc.returncode:
-            print(proc.stderr[-3000:], file=sys.stderr)
+        row = child_row(CHILD, train, dev, test, mode, args.max_length)
+        if row is None:
             continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(json.dumps(row), flush=True)
         results.append(row)
         (args.out / "results.json").write_text(json.dumps(
             {"hardware": hardware(), "train_sentences": n_sent, "train_documents": n_docs, "test_sentences": t_sent,

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from common import SHARED, hardware
+from common import SHARED, child_row, hardware
 
 CHILD = """
 import json, resource, sys, time
@@ -48,13 +46,9 @@ def main():
     results = []
     for length in map(int, args.lengths.split(",")):
         for mode in args.modes.split(","):
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(train), str(dev), mode, str(length)],
-                                  capture_output=True, text=True)
-            if proc.returncode:
-                print(proc.stderr[-3000:], file=sys.stderr)
+            row = child_row(CHILD, train, dev, mode, length)
+            if row is None:
                 continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(json.dumps(row), flush=True)
             results.append(row)
             (args.out / "results.json").write_text(json.dumps({"hardware": hardware(), "train_size": args.train_size,
                                                                "eval_size": args.eval_size, "results": results},
