@@ -161,3 +161,30 @@ def test_size_sweep_runs_every_size_once_and_zero_shot_prompting_once(tmp_path, 
     table = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "| method | sst2@10 (acc) | sst2@30 (acc) |" in table
     assert "| LS | 10.0 | 30.0 |" in table and "| P | 10.0 | 10.0 |" in table
+
+
+def test_jobs_run_cells_side_by_side_in_worker_processes_and_score_as_one_at_a_time(tmp_path, tiny_llama, monkeypatch):
+    """--jobs 2: cells run in two spawned worker processes with the cores shared out (one thread each
+    on two cores); every cell is run, recorded once, and scores exactly as when run one at a time."""
+    from labeltune.bench import runner
+
+    root = tmp_path / "data"
+    (root / "sst2").mkdir(parents=True)
+    rows = [f"{'good' if i % 2 else 'bad'} film {i}\t{i % 2}" for i in range(40)]
+    for split in ("train.tsv", "dev.tsv"):
+        (root / "sst2" / split).write_text("\n".join(["sentence\tlabel"] + rows) + "\n")
+    suite = {"name": "p", "datasets": ["sst2"], "train_sizes": {"sequence": [8, 16]}, "eval_size": 10,
+             "train": {"epochs": 1, "batch_size": 4, "calibration": "none"},
+             "methods": [{"name": "LS", "kind": "ls"}, {"name": "LS r4", "kind": "ls", "lora": {"r": 4}}]}
+    monkeypatch.setattr(runner, "_cores", lambda: 2)
+    one = runner.run_suite(suite, str(tiny_llama), root, tmp_path / "one", echo=lambda s: None)
+    two = runner.run_suite(suite, str(tiny_llama), root, tmp_path / "two", echo=lambda s: None, jobs=2)
+
+    def cells(results):
+        return {(r["train_size"], r["method"]): (r["accuracy"], r["macro_f1"], r["n_eval"]) for r in results["rows"]}
+
+    assert len(two["rows"]) == 4 and cells(two) == cells(one)
+    assert {r["threads"] for r in two["rows"]} == {1}
+    assert "2 cell(s) at a time" in (tmp_path / "two" / "RESULTS.md").read_text()
+    with pytest.raises(ConfigError, match="--jobs must be at least 1"):
+        runner.run_suite(suite, str(tiny_llama), root, tmp_path / "z", jobs=0)

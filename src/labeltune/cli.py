@@ -237,12 +237,14 @@ def bench(suite: str = typer.Argument("quick", help="suite name or YAML path"),
           output: Path = typer.Option(Path("bench_out"), help="results.json, RESULTS.md and results.png go here"),
           seeds: Optional[str] = typer.Option(None, help="comma list, overrides the suite's seeds"),
           datasets: Optional[str] = typer.Option(None, help="comma list, a subset of the suite's datasets"),
-          resume: bool = typer.Option(False, help="keep the cells already in OUTPUT/SUITE/results.json, run the rest")):
+          resume: bool = typer.Option(False, help="keep the cells already in OUTPUT/SUITE/results.json, run the rest"),
+          jobs: int = typer.Option(1, help="cells run at once, each in its own process with cores // jobs CPU threads "
+                                           "(on a 2-core CPU, --jobs 2 runs two one-thread cells side by side)")):
     from .bench import load_suite, run_suite
 
     spec = load_suite(suite)
     run_suite(spec, model, data_root, output / spec["name"], [int(x) for x in seeds.split(",")] if seeds else None,
-              datasets.split(",") if datasets else None, resume=resume, echo=typer.echo)
+              datasets.split(",") if datasets else None, resume=resume, echo=typer.echo, jobs=jobs)
     typer.echo(f"results: {output / spec['name']}/RESULTS.md, chart: {output / spec['name']}/results.png")
 
 

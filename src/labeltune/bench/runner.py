@@ -6,6 +6,7 @@ Every method sees the same seeded training subset and the same full evaluation s
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import time
@@ -181,10 +182,42 @@ def _method_seeds(method: dict, seeds: list[int]) -> list[int]:
     return seeds[: int(method.get("seeds", len(seeds)))]
 
 
+def _run_cell(kind: str, ds_name: str, method: dict, suite: dict, model: str, train_file: Path, eval_file: Path,
+              seed: int, work: Path) -> tuple[dict, float, int]:
+    """One cell: (metrics, wall seconds, CPU threads it ran with). Top-level so a worker process can run it."""
+    import torch
+
+    t0 = time.perf_counter()
+    metrics = _METHODS[kind](DATASETS[ds_name], method, suite, model, train_file, eval_file, seed, work)
+    return metrics, time.perf_counter() - t0, torch.get_num_threads()
+
+
+def _init_worker(threads: int) -> None:
+    """A bench worker process: quiet libraries, ``threads`` CPU threads (the machine's cores shared out
+    between the workers: two processes with every core each slow both down many times over)."""
+    from ..cli import _quiet_libraries
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    _quiet_libraries()
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: list[int] | None = None,
-              datasets: list[str] | None = None, resume: bool = False, echo=print) -> dict:
-    """Run every (dataset, seed, method) cell; with ``resume``, cells already in output/results.json
-    (same suite and model) are kept rather than rerun."""
+              datasets: list[str] | None = None, resume: bool = False, echo=print, jobs: int = 1) -> dict:
+    """Run every (dataset, size, seed, method) cell; with ``resume``, cells already in output/results.json
+    (same suite and model) are kept rather than rerun. ``jobs`` > 1 runs that many cells at once, each
+    in its own process with the cores shared out (cores // jobs threads each)."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     seeds = seeds or suite.get("seeds", [0])
     names = datasets or suite["datasets"]
     output.mkdir(parents=True, exist_ok=True)
@@ -199,6 +232,9 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
     done = {(r["dataset"], r.get("train_size", suite.get("train_size")), r["method"], r["seed"])
             for r in results["rows"]}
     t_all = time.perf_counter() - results["wall_s"]
+    # Plan: a job per computation, in the order the suite lists them; a job fills one or more cells
+    # (zero-shot prompting reads no training data: run once per dataset, it fills every size).
+    plan: list[tuple[tuple, list[tuple]]] = []  # (run_cell arguments, [(dataset, size, method, seed), ...])
     zero_shot: dict = {}
     for name in names:
         ds = DATASETS[name]
@@ -211,30 +247,55 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
                 continue
             train_file, eval_file = prepare(ds, data_root, size, seed, work, suite.get("eval_size"))
             for method in todo:
-                t0 = time.perf_counter()
-                run = _METHODS[method["kind"]]
-                if _reads_no_training_data(method):  # zero-shot prompting scores the same at every size
-                    key = (name, method["name"])
-                    if key not in zero_shot:
-                        zero_shot[key] = run(ds, method, suite, model, train_file, eval_file, seed, work)
-                    metrics = zero_shot[key]
-                else:
-                    metrics = run(ds, method, suite, model, train_file, eval_file, seed, work)
-                row = {"dataset": name, "train_size": size, "task": ds.task, "method": method["name"], "seed": seed,
-                       "wall_s": time.perf_counter() - t0,
-                       **{k: metrics[k] for k in get_task(ds.task).report_metrics}, "n_eval": metrics.get("n")}
-                results["rows"].append(row)
-                results["wall_s"] = time.perf_counter() - t_all
-                echo(json.dumps(row))
-                write_json_atomic(output / "results.json", results)
-    results.update(wall_s=time.perf_counter() - t_all, versions=_versions())
+                cell = (name, size, method, seed)
+                if _reads_no_training_data(method) and (name, method["name"]) in zero_shot:
+                    zero_shot[(name, method["name"])].append(cell)
+                    continue
+                cells = [cell]
+                if _reads_no_training_data(method):
+                    zero_shot[(name, method["name"])] = cells
+                plan.append(((method["kind"], name, method, suite, model, train_file, eval_file, seed, work), cells))
+
+    def record(cells, outcome):
+        metrics, wall_s, threads = outcome
+        for i, (name, size, method, seed) in enumerate(cells):
+            task = DATASETS[name].task
+            row = {"dataset": name, "train_size": size, "task": task, "method": method["name"], "seed": seed,
+                   "wall_s": wall_s if i == 0 else 0.0, "threads": threads,
+                   **{k: metrics[k] for k in get_task(task).report_metrics}, "n_eval": metrics.get("n")}
+            results["rows"].append(row)
+            echo(json.dumps(row))
+        results["wall_s"] = time.perf_counter() - t_all
+        write_json_atomic(output / "results.json", results)  # every finished cell is kept (--resume)
+
+    if jobs == 1:
+        for args, cells in plan:
+            record(cells, _run_cell(*args))
+    elif plan:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        threads = max(1, _cores() // jobs)
+        echo(f"{len(plan)} cells, {jobs} at a time, {threads} CPU thread(s) each")
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            pending = {pool.submit(_run_cell, *args): cells for args, cells in plan}
+            try:
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        record(pending.pop(future), future.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # cells not started yet never start
+                raise
+    results.update(wall_s=time.perf_counter() - t_all, versions=_versions(), jobs=jobs)
     write_json_atomic(output / "results.json", results)
     table = results_table(results, suite)
     per_method: dict[str, float] = {}
     for r in results["rows"]:
         per_method[r["method"]] = per_method.get(r["method"], 0.0) + r["wall_s"]
     header = (f"Suite `{suite['name']}`, model `{model}`, seeds {seeds}, started {results['started']}; "
-              f"wall time {results['wall_s'] / 60:.1f} min ("
+              f"wall time {results['wall_s'] / 60:.1f} min, {jobs} cell(s) at a time (cell minutes: "
               + ", ".join(f"{m} {t / 60:.1f}" for m, t in per_method.items()) + ").\n"
               f"Versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.\n\n")
     write_text_atomic(output / "RESULTS.md", header + table + "\n")
