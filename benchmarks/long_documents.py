@@ -4,7 +4,10 @@ fresh process per configuration, CPU). Each run trains without an evaluation set
 no epoch selection) and is scored once on --eval-size test reviews (seed 0 of the test split).
 
     .venv/bin/python benchmarks/long_documents.py [--train-size 300] [--eval-size 500] [--lengths 128,512]
-        [--modes truncate,window]
+        [--modes truncate,window,window-max,window-attention]
+
+A mode ``window-P`` reads in windows combined by pooling P (``model.window_pooling``: mean, max,
+attention); plain ``window`` is labeltune's default (mean).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ CHILD = """
 import json, resource, sys, time
 import labeltune
 train, dev, mode, length = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+reading, _, pooling = mode.partition("-")  # window-attention: windows combined by a learned attention
 t0 = time.perf_counter()
-model = labeltune.train(train, max_length=length, long_documents=mode, progress=False, calibration="none",
-                        echo=lambda s: print(s, file=sys.stderr))
+model = labeltune.train(train, max_length=length, long_documents=reading, progress=False, calibration="none",
+                        echo=lambda s: print(s, file=sys.stderr), **({"window_pooling": pooling} if pooling else {}))
 m = model.metrics  # trained without an evaluation set (no epoch picked on the test reviews), scored once:
 accuracy = model.evaluate(dev)["accuracy"]
 print(json.dumps({"mode": mode, "length": length, "accuracy": accuracy, "train_s": m["train_time_s"],
