@@ -69,9 +69,17 @@ class SequenceHead(nn.Module):
 
     def forward(self, hidden, group_ids, num_groups, window_example=None, num_texts: int = 0, combine: str = "mean"):
         """``window_example`` (W,): the groups are windows of longer texts; their pooled states are
-        combined per text (mean or max) before the linear layer, so a text is scored as one."""
-        pooled = group_pool(hidden, group_ids, num_groups, self.pooling)  # (E, H), or (W, H) windows
-        if window_example is not None:  # (W, H) -> (texts, H): the same group reduction, one level up
+        combined per text (mean, max or attention) before the linear layer, so a text is scored as one."""
+        return self.score_pooled(self.pool(hidden, group_ids, num_groups), window_example, num_texts, combine)
+
+    def pool(self, hidden, group_ids, num_groups) -> torch.Tensor:
+        """(B, T, H) -> (G, H): each group's state (an example's, a window's or a unit's)."""
+        return group_pool(hidden, group_ids, num_groups, self.pooling)
+
+    def score_pooled(self, pooled, window_example=None, num_texts: int = 0, combine: str = "mean") -> torch.Tensor:
+        """(G, H) pooled states -> (E, num_labels); windows (``window_example`` (W,) -> their text) are
+        first combined per text: the same group reduction, one level up."""
+        if window_example is not None:
             text_of = window_example.to(pooled.device)
             if combine == "attention":
                 pooled = attend_windows(pooled, text_of, num_texts, self.window_query)

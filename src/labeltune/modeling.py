@@ -28,6 +28,7 @@ from .heads import label_loss
 from .precision import autocast_for
 from .prefix_cache import SharedPrefix
 from .tasks import get_task
+from .window_cache import over_budget, sliced_logits
 from .template import Template, resolve_template
 
 __all__ = ["LabelModel", "LabelOutput"]
@@ -154,6 +155,15 @@ class LabelModel(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> LabelOutput:
+        logits = self.score_states(self.pooled_states(batch), batch)
+        loss = None
+        if "labels" in batch:
+            loss = label_loss(logits, batch["labels"].to(self.device), self.labels.problem_type, self.class_weights)
+        return LabelOutput(logits, loss)
+
+    def pooled_states(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The backbone over a collated batch, pooled per group: (G, H), a state per example, per
+        window of a long text (then ``score_states`` combines them per text), or per token-task unit."""
         dev = self.device
         seg = batch["segment_ids"].to(dev)
         packed = bool((seg > 1).any())
@@ -175,15 +185,14 @@ class LabelModel(nn.Module):
         else:
             hidden = self.backbone(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
                                    **kwargs).last_hidden_state
-        if "window_example" in batch:  # long texts read in windows: one score per text
-            logits = self.head(hidden, groups, count, batch["window_example"], batch["num_texts"],
-                               self.config.model.window_pooling)
-        else:
-            logits = self.head(hidden, groups, count)
-        loss = None
-        if "labels" in batch:
-            loss = label_loss(logits, batch["labels"].to(dev), self.labels.problem_type, self.class_weights)
-        return LabelOutput(logits, loss)
+        return self.head.pool(hidden, groups, count)
+
+    def score_states(self, pooled: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """(G, H) pooled states -> (E, L) logits; long texts' windows combined per text first."""
+        if "window_example" in batch:
+            return self.head.score_pooled(pooled, batch["window_example"], batch["num_texts"],
+                                          self.config.model.window_pooling)
+        return self.head.score_pooled(pooled)
 
     def _shareable_prefix(self, ids: torch.Tensor, seg: torch.Tensor, packed: bool) -> int:
         """P > 0 when every row (one example each, causal) starts with the template's P prefix tokens
@@ -212,8 +221,9 @@ class LabelModel(nn.Module):
         autocast = autocast_for(self.config.train.mixed_precision, self.device)
         for rows in inference_batches([len(e) for e in pieces], budget):
             batch = collate(rows, pieces, self.tokenizer.pad_token_id, "none")
-            with autocast:
-                logits = self(batch).logits.float().cpu()
+            with autocast:  # a text whose windows exceed the budget runs a slice of windows at a time
+                logits = (sliced_logits(self, batch, budget) if over_budget(batch, budget)
+                          else self(batch).logits).float().cpu()
             for i, part in zip(batch["order"], self.task.split_logits(logits, batch, pieces)):
                 out[i] = part
         self.train(was_training)

@@ -138,6 +138,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
 
     from .checkpoint import Checkpoints, checkpoint_folder, rng_state, set_rng_state
     from .data.batching import plan_batches
+    from .window_cache import over_budget, sliced_backward
     from .modeling import LabelModel
     from .precision import resolve_mixed_precision
     from .sharding import (check_supported, configure_deepspeed, full_trainable_state, load_trainable_state,
@@ -208,6 +209,9 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaces them (DTensors) in prepare
     rank, world = accelerator.process_index, accelerator.num_processes
 
+    # a text whose windows exceed the token budget trains a slice of windows at a time (window_cache.py);
+    # DDP/FSDP hooks expect one forward per backward, so with several processes it runs whole
+    slice_windows = world == 1 and not sharded
     metric_name, higher = task.primary_metric(labels)
     best: dict[str, Any] = {"score": None, "state": None, "metrics": None, "epoch": None}
     history, train_log = [], []
@@ -267,8 +271,12 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
         for batch in loader:
             done_in_epoch += 1
             with accelerator.accumulate(model):
-                out = model(batch)
-                accelerator.backward(out.loss * batch.get("loss_scale", 1.0))
+                if slice_windows and over_budget(batch, budget):  # one text past the budget: a slice at a time
+                    loss = sliced_backward(raw, batch, budget, accelerator.backward, batch.get("loss_scale", 1.0),
+                                           accelerator.autocast)
+                else:
+                    loss = model(batch).loss
+                    accelerator.backward(loss * batch.get("loss_scale", 1.0))
                 if accelerator.sync_gradients and t_cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(params, t_cfg.max_grad_norm)
                 optimizer.step()
@@ -276,7 +284,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             tokens += batch["real_tokens"] if batch.get("loss_scale", 1.0) else 0
-            running, seen = running + out.loss.item(), seen + 1
+            running, seen = running + loss.item(), seen + 1
             if not accelerator.sync_gradients:
                 continue
             step += 1

@@ -1,0 +1,98 @@
+"""Long texts whose windows do not fit one batch: scored and trained a slice of windows at a time.
+
+A text read in windows (``long_documents=window``, sequence task) is scored from all its windows at
+once: their pooled states are combined (mean, max, attention) before the head. A batch holds whole
+texts, so one text longer than the token budget (``batch_size x max_length`` when training,
+``eval_batch_tokens`` when scoring) would make a forward as large as the text. Here such a batch runs
+in slices of windows that each fit the budget:
+
+- scoring (no gradient): each slice's pooled (W_slice, H) states are kept, the head combines them;
+- training, as GradCache (Gao et al., 2021): (1) every slice forward without a graph, keeping only
+  the (W, H) pooled states; (2) the head and loss on them with a graph, which gives the loss
+  gradient for each window's state; (3) every slice forward again with a graph, and backward of
+  ``states . gradient`` -- the same parameter gradients as one forward over all windows, with the
+  activations of one slice alive at a time. Each slice's dropout masks are replayed (its RNG state
+  saved in (1), restored in (3)), so (3) differentiates the forward whose states (2) used.
+
+Memory is bounded by the budget, whatever the text's length, for about one extra forward pass of the
+long texts only. Training uses it in a single process; with several processes the batch runs whole
+(the gradient hooks of DDP/FSDP expect one forward per backward).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import torch
+
+from .heads import label_loss
+
+__all__ = ["over_budget", "window_slices", "sliced_logits", "sliced_backward"]
+
+
+def over_budget(batch: dict[str, Any], budget: int) -> bool:
+    """A windowed batch of more padded tokens than ``budget`` (possible only when one text alone is
+    longer: the batch planner never puts two texts together past the budget)."""
+    return "window_example" in batch and batch["input_ids"].numel() > budget and batch["input_ids"].shape[0] > 1
+
+
+def window_slices(batch: dict[str, Any], budget: int) -> list[dict[str, Any]]:
+    """The batch's rows (one window each) cut into consecutive slices of at most ``budget`` padded
+    tokens (at least one row): sub-batches whose groups are their own windows, 0..W_slice-1."""
+    rows, width = batch["input_ids"].shape
+    per_slice = max(1, budget // width)
+    slices = []
+    for a in range(0, rows, per_slice):
+        b = min(rows, a + per_slice)
+        example_ids = batch["example_ids"][a:b]
+        slices.append(dict(input_ids=batch["input_ids"][a:b], segment_ids=batch["segment_ids"][a:b],
+                           position_ids=batch["position_ids"][a:b],
+                           example_ids=torch.where(example_ids >= 0, example_ids - a, example_ids),
+                           num_examples=b - a))
+    return slices
+
+
+@torch.no_grad()
+def sliced_logits(model, batch: dict[str, Any], budget: int) -> torch.Tensor:
+    """(texts, L) logits of a windowed batch, its windows run a slice at a time."""
+    states = torch.cat([model.pooled_states(part) for part in window_slices(batch, budget)])
+    return model.score_states(states, batch)
+
+
+def _rng_state(device: torch.device) -> tuple:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def sliced_backward(model, batch: dict[str, Any], budget: int, backward: Callable[[torch.Tensor], None],
+                    scale: float = 1.0, autocast: Callable[[], Any] = nullcontext) -> torch.Tensor:
+    """Accumulate into the parameters' ``.grad`` the gradient of ``scale`` x the batch's loss, a
+    slice of windows at a time (module doc); ``backward`` is the loss's backward (Accelerate's, for
+    its loss scaling). Returns the loss (detached)."""
+    device = model.device
+    parts = window_slices(batch, budget)
+    rng, states = [], []
+    with torch.no_grad():  # (1) states only
+        for part in parts:
+            rng.append(_rng_state(device))
+            with autocast():
+                states.append(model.pooled_states(part))
+    cached = torch.cat(states).detach().requires_grad_()
+    with autocast():  # (2) head and loss: gradients of the head and of every window's state
+        logits = model.score_states(cached, batch)
+    loss = label_loss(logits, batch["labels"].to(device), model.labels.problem_type, model.class_weights)
+    backward(loss * scale)
+    grad = cached.grad  # already carries any loss scaling `backward` applied
+    start = 0
+    devices = [device] if device.type == "cuda" else []
+    for part, (cpu_state, cuda_state) in zip(parts, rng):  # (3) each slice again, with its graph
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(cpu_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, device)
+            with autocast():
+                part_states = model.pooled_states(part)
+        n = part_states.shape[0]
+        part_states.backward(grad[start:start + n].to(part_states.dtype))
+        start += n
+    return loss.detach()
