@@ -145,3 +145,39 @@ def test_mean_and_max_skip_the_template_prefix_and_max_its_closing(tmp_path, poo
             hidden = model.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
             pooled = hidden[P:].mean(0) if pooling == "mean" else hidden[P:len(ids) - S].max(0).values
             torch.testing.assert_close(row, model.head.score(pooled), atol=1e-5, rtol=0)
+
+
+def test_focal_loss_is_cross_entropy_at_gamma_0_and_down_weights_what_is_already_right():
+    import torch.nn.functional as F
+
+    from labeltune.heads import label_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 4, generator=g)
+    labels = torch.randint(0, 4, (12,), generator=g)
+    labels[3] = -100
+    weights = torch.tensor([0.5, 1.0, 2.0, 1.5])
+    for w in (None, weights):
+        ce = F.cross_entropy(logits, labels, weight=w, ignore_index=-100)
+        torch.testing.assert_close(label_loss(logits, labels, "single_label", w, 0.0), ce)
+        # by hand: mean over kept targets (weighted) of -(1 - p)^2 log p
+        keep = labels != -100
+        p = logits[keep].softmax(-1).gather(1, labels[keep][:, None])[:, 0]
+        ww = w[labels[keep]] if w is not None else torch.ones_like(p)
+        hand = (ww * -(1 - p) ** 2 * p.log()).sum() / ww.sum()
+        torch.testing.assert_close(label_loss(logits, labels, "single_label", w, 2.0), hand)
+    # a confident right answer loses far more of its loss than a wrong one
+    easy, hard = torch.tensor([[4.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    y = torch.tensor([0])
+    ratio = lambda x: float(label_loss(x, y, "single_label", None, 2.0) / label_loss(x, y, "single_label"))  # noqa: E731
+    assert ratio(easy) < 0.001 and ratio(hard) > 0.5
+
+
+def test_focal_gamma_is_checked():
+    from labeltune import ConfigError, RunConfig
+
+    with pytest.raises(ConfigError, match="focal_gamma=-1"):
+        RunConfig.from_dict({"train": {"focal_gamma": -1}})
+    with pytest.raises(ConfigError, match="focal_gamma applies to problem_type=single_label"):
+        RunConfig.from_dict({"model": {"problem_type": "multi_label"}, "train": {"focal_gamma": 2}})
+    assert RunConfig.from_dict({"model": {"task": "token"}, "train": {"focal_gamma": 2}}).train.focal_gamma == 2

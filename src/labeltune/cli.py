@@ -109,6 +109,7 @@ def train(
     batching: Optional[str] = typer.Option(None, help="packed | bucketed | padded"),
     max_tokens_per_batch: Optional[int] = typer.Option(None), grad_accum: Optional[int] = typer.Option(None),
     seed: Optional[int] = typer.Option(None), class_weights: Optional[str] = typer.Option(None),
+    focal_gamma: Optional[float] = typer.Option(None, help="focal loss exponent (default 0: cross-entropy)"),
     warmup_ratio: Optional[float] = typer.Option(None), weight_decay: Optional[float] = typer.Option(None),
     mixed_precision: Optional[str] = typer.Option(None), time_budget_s: Optional[float] = typer.Option(None),
     gradient_checkpointing: Optional[bool] = typer.Option(None),

@@ -95,11 +95,21 @@ class TokenHead(SequenceHead):
         super().__init__(hidden_size, num_labels, pooling="mean", dropout=dropout, bias=bias)
 
 
-def label_loss(logits, labels, problem_type: str, class_weights: torch.Tensor | None = None):
-    """CE (single label; -100 ignored), BCE (multi label, labels (E, L) in {0,1}) or MSE (regression)."""
+def label_loss(logits, labels, problem_type: str, class_weights: torch.Tensor | None = None, focal_gamma: float = 0.0):
+    """CE (single label; -100 ignored; with ``focal_gamma`` > 0 the focal loss, each term times
+    (1 - p_true)^gamma, averaged as CE is: over the targets, or their class weights), BCE (multi label,
+    labels (E, L) in {0,1}) or MSE (regression)."""
     if problem_type == "single_label":
-        w = class_weights.to(logits.device, logits.dtype) if class_weights is not None else None
-        return F.cross_entropy(logits.float(), labels, weight=w, ignore_index=-100)
+        w = class_weights.to(logits.device, torch.float32) if class_weights is not None else None
+        if not focal_gamma:
+            return F.cross_entropy(logits.float(), labels, weight=w, ignore_index=-100)
+        keep = labels != -100
+        logp = F.log_softmax(logits.float()[keep], dim=-1)  # (N, L)
+        target = labels[keep]
+        logp_true = logp.gather(1, target[:, None])[:, 0]  # (N,)
+        terms = -((1 - logp_true.exp()) ** focal_gamma) * logp_true
+        weight = w[target] if w is not None else torch.ones_like(terms)
+        return (weight * terms).sum() / weight.sum().clamp_min(1e-12)
     if problem_type == "multi_label":
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     if problem_type == "regression":

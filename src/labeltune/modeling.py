@@ -158,7 +158,8 @@ class LabelModel(nn.Module):
         logits = self.score_states(self.pooled_states(batch), batch)
         loss = None
         if "labels" in batch:
-            loss = label_loss(logits, batch["labels"].to(self.device), self.labels.problem_type, self.class_weights)
+            loss = label_loss(logits, batch["labels"].to(self.device), self.labels.problem_type, self.class_weights,
+                              self.config.train.focal_gamma)
         return LabelOutput(logits, loss)
 
     def pooled_states(self, batch: dict[str, Any]) -> torch.Tensor:

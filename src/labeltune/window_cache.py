@@ -80,7 +80,8 @@ def sliced_backward(model, batch: dict[str, Any], budget: int, backward: Callabl
     cached = torch.cat(states).detach().requires_grad_()
     with autocast():  # (2) head and loss: gradients of the head and of every window's state
         logits = model.score_states(cached, batch)
-    loss = label_loss(logits, batch["labels"].to(device), model.labels.problem_type, model.class_weights)
+    loss = label_loss(logits, batch["labels"].to(device), model.labels.problem_type, model.class_weights,
+                      model.config.train.focal_gamma)
     backward(loss * scale)
     grad = cached.grad  # already carries any loss scaling `backward` applied
     start = 0

@@ -24,6 +24,11 @@ class SequenceTask(Task):
         if model.head_init == "labels" and model.problem_type != "single_label":
             raise ConfigError("head_init=labels needs problem_type=single_label (a word per class)")
 
+    def check_run(self, config):
+        if config.train.focal_gamma and config.model.problem_type != "single_label":
+            raise ConfigError(f"focal_gamma applies to problem_type=single_label (cross-entropy), not "
+                              f"{config.model.problem_type}; leave it at 0")
+
     # ---- data -----------------------------------------------------------------------------------
     def read(self, source, config, require_labels=True):
         from ..data.readers import read_text_examples
