@@ -32,8 +32,8 @@ __all__ = ["over_budget", "window_slices", "sliced_logits", "sliced_backward"]
 
 
 def over_budget(batch: dict[str, Any], budget: int) -> bool:
-    """A windowed batch of more padded tokens than ``budget`` (possible only when one text alone is
-    longer: the batch planner never puts two texts together past the budget)."""
+    """A windowed batch of more padded tokens than ``budget``: the planner counts a text's tokens, so
+    a text alone past the budget (or near it, with its last window's padding) makes one."""
     return "window_example" in batch and batch["input_ids"].numel() > budget and batch["input_ids"].shape[0] > 1
 
 
