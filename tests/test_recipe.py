@@ -59,3 +59,38 @@ def test_the_line_is_printed_and_the_values_saved(tmp_path, tiny_llama):
     said.clear()
     labeltune.train(rows, model=str(tiny_llama), epochs=1, batch_size=5, progress=False, echo=said.append)
     assert any(s.startswith("20 examples") and "batch 5 (set), 1 epochs (set) = 4 steps" in s for s in said), said
+
+
+def test_a_tasks_floor_on_passes_keeps_steps_monotone_bounded_and_is_said():
+    """The token task's floor (min_passes=10 passes of 16 examples, at most PASS_FLOOR_STEPS steps):
+    1,000 sentences get 10 passes instead of 2.4; steps still never fall as the data grow (also where
+    the recipe's batch doubles: 249 -> 250, 1,499 -> 1,500) and stay within the bounds."""
+    from labeltune.recipe import PASS_FLOOR_STEPS
+
+    recipes = [size_recipe(n, 24, min_passes=10) for n in SIZES]
+    steps = [r.steps for r in recipes]
+    assert steps == sorted(steps), steps
+    assert all(r.steps <= MAX_STEPS and r.epochs <= MAX_EPOCHS for r in recipes)
+    r = size_recipe(1000, 24, min_passes=10)
+    assert (r.batch_size, r.steps, r.epochs) == (16, 625, 10.0)
+    assert "10 epochs (recipe: this task's floor, 10 passes of 16, at most 640 steps) = 625 steps" in r.line()
+    assert size_recipe(5000, 24, min_passes=10).steps == PASS_FLOOR_STEPS  # bounded: 4.1 passes there
+    big = size_recipe(100_000, 24, min_passes=10)  # large sets: the 2.5-pass rule, as without a floor
+    assert big.steps == size_recipe(100_000, 24).steps and "floor" not in big.line()
+    assert size_recipe(100, 24, min_passes=10).steps == size_recipe(100, 24).steps == MIN_STEPS
+    # an explicit batch: the floor counts passes at that batch; explicit epochs: no floor at all
+    assert size_recipe(1000, 24, batch_size=8, min_passes=10).steps == PASS_FLOOR_STEPS  # 10 x 1000 / 8, capped
+    assert size_recipe(1000, 24, epochs=2, min_passes=10).epochs == 2
+
+
+def test_a_token_run_trains_the_tasks_floor_of_passes(tmp_path, tiny_llama):
+    import labeltune
+    from labeltune.tasks import get_task
+
+    assert get_task("token").min_passes == 10 and get_task("sequence").min_passes == 0
+    rows = [{"tokens": ["John", "lives", "in", "Paris"], "tags": ["B-PER", "O", "O", "B-LOC"]}] * 300
+    said = []
+    model = labeltune.train(rows, task="token", model=str(tiny_llama), max_steps=1, progress=False, echo=said.append)
+    line = next(s for s in said if s.startswith("300 examples"))
+    assert "batch 16 (recipe), 10 epochs (recipe: this task's floor" in line and "= 1 steps" in line
+    assert model.config.train.epochs == 188 / (300 / 16)  # ceil(10 x 300 / 16) steps, saved unrounded

@@ -173,7 +173,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     # the schedule: what the user left open is sized to the data (recipe.py), and saved with the run
     lengths = [len(e) for e in train_enc]
     recipe = size_recipe(len(train_enc), sum(lengths) / len(lengths), t_cfg.batch_size, t_cfg.epochs, t_cfg.lr,
-                         t_cfg.warmup_ratio, t_cfg.grad_accum)
+                         t_cfg.warmup_ratio, t_cfg.grad_accum, task.min_passes)
     config = config.with_settings(batch_size=recipe.batch_size, epochs=recipe.epochs, lr=recipe.lr,
                                   warmup_ratio=recipe.warmup_ratio)
     model.config, t_cfg = config, config.train
