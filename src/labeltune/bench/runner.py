@@ -277,6 +277,9 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
 
         threads = max(1, _cores() // jobs)
         echo(f"{len(plan)} cells, {jobs} at a time, {threads} CPU thread(s) each")
+        # longest first (LS, then the largest training sets), so no worker is left alone with a long
+        # cell at the end while the other idles
+        plan = sorted(plan, key=lambda job: (job[0][0] != "ls", -job[1][0][1]))
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
             pending = {pool.submit(_run_cell, *args): cells for args, cells in plan}
