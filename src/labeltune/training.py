@@ -88,15 +88,22 @@ def _calibration_split(examples: list, fraction: float, seed: int, name: str) ->
 def _calibrate(model, task, metrics: dict, cal_ex, eval_ex, eval_enc, train_name: str, eval_name: str | None) -> dict:
     """Fit the calibration (sequence task) on the set-aside part of the training data, else on the
     evaluation data; the final metrics are the evaluation's with it applied, the uncalibrated ones kept."""
+    from .tasks.base import Task
+
+    if type(task).calibrate is Task.calibrate:  # the task calibrates nothing (token tags)
+        return metrics
+    # the evaluation's logits (raw: the calibration acts on them in decisions) serve the fit and the
+    # calibrated metrics alike: one pass over the evaluation data
+    eval_logits = model.logits(eval_enc) if eval_enc else None
     if cal_ex:
-        encoded, _ = task.encode(model, cal_ex, source=train_name)
+        encoded, logits = task.encode(model, cal_ex, source=train_name)[0], None
         where = f"{len(cal_ex)} training examples of {train_name} set aside (calibration_split)"
     elif eval_enc:
-        encoded = eval_enc
+        encoded, logits = eval_enc, eval_logits
         where = f"the evaluation data {eval_name} ({len(eval_enc)} examples; its ECE after calibration is in-sample)"
     else:
         return metrics
-    calibration = task.calibrate(model, encoded, where)
+    calibration = task.calibrate(model, encoded, where, logits)
     if calibration is None:
         return metrics
     model.calibration = calibration
@@ -104,7 +111,7 @@ def _calibrate(model, task, metrics: dict, cal_ex, eval_ex, eval_enc, train_name
 
     out = dict(metrics)
     if eval_enc:
-        out, _ = task.evaluate(model, eval_ex, eval_enc)
+        out, _ = task.evaluate(model, eval_ex, eval_enc, eval_logits)
         out["uncalibrated"] = {k: metrics[k] for k in ("ece", "reliability", "macro_f1", "micro_f1", "f1")
                                if k in metrics}
     out["calibration"] = asdict(calibration)

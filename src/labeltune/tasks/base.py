@@ -151,8 +151,9 @@ class Task:
         """One output row per example, in input order: what predict writes and the server returns."""
         raise NotImplementedError
 
-    def calibrate(self, model, encoded: Sequence["Encoded"], fitted_on: str):
-        """A ``calibration.Calibration`` fitted on held-out ``encoded``, or None (the task has none)."""
+    def calibrate(self, model, encoded: Sequence["Encoded"], fitted_on: str, logits: list | None = None):
+        """A ``calibration.Calibration`` fitted on held-out ``encoded`` (``logits``: already computed), or
+        None (the task has none)."""
         return None
 
     def same_decisions(self, reference: list, other: list, model) -> bool:

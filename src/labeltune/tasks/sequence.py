@@ -174,16 +174,16 @@ class SequenceTask(Task):
         return [{"label": names[c] if q[c] >= floor else None, "score": float(q[c]),
                  "scores": dict(zip(names, map(float, q)))} for c, q in zip(chosen.tolist(), p)]
 
-    def calibrate(self, model, encoded, fitted_on: str):
+    def calibrate(self, model, encoded, fitted_on: str, logits=None):
         """Fit the run's calibration on held-out ``encoded`` (targets included): a temperature, or per-label
-        thresholds (multi-label); None for regression."""
+        thresholds (multi-label); None for regression. ``logits``: ``model.logits(encoded)`` if already computed."""
         import torch
 
         from ..calibration import calibrate
 
         if model.labels.problem_type == "regression" or not encoded:
             return None
-        logits = torch.stack(model.logits(encoded))
+        logits = torch.stack(logits if logits is not None else model.logits(encoded))
         return calibrate(logits, [e.target for e in encoded], model.labels.problem_type, model.labels.names,
                          fitted_on)
 
