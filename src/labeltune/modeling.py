@@ -156,11 +156,12 @@ class LabelModel(nn.Module):
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> LabelOutput:
         logits = self.score_states(self.pooled_states(batch), batch)
-        loss = None
-        if "labels" in batch:
-            loss = label_loss(logits, batch["labels"].to(self.device), self.labels.problem_type, self.class_weights,
-                              self.config.train.focal_gamma)
-        return LabelOutput(logits, loss)
+        return LabelOutput(logits, self.loss(logits, batch) if "labels" in batch else None)
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """The training loss of ``logits`` against the batch's labels (class weights, focal exponent)."""
+        return label_loss(logits, batch["labels"].to(self.device), self.labels.problem_type, self.class_weights,
+                          self.config.train.focal_gamma)
 
     def pooled_states(self, batch: dict[str, Any]) -> torch.Tensor:
         """The backbone over a collated batch, pooled per group: (G, H), a state per example, per

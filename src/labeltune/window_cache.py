@@ -26,8 +26,6 @@ from typing import Any, Callable
 
 import torch
 
-from .heads import label_loss
-
 __all__ = ["over_budget", "window_slices", "sliced_logits", "sliced_backward"]
 
 
@@ -61,6 +59,8 @@ def sliced_logits(model, batch: dict[str, Any], budget: int) -> torch.Tensor:
 
 
 def _rng_state(device: torch.device) -> tuple:
+    """Torch's generators only (checkpoint.rng_state also holds Python's ``random``, which restoring
+    here would rewind for the rest of the loop); fork_rng puts them back after each replay."""
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
@@ -80,8 +80,7 @@ def sliced_backward(model, batch: dict[str, Any], budget: int, backward: Callabl
     cached = torch.cat(states).detach().requires_grad_()
     with autocast():  # (2) head and loss: gradients of the head and of every window's state
         logits = model.score_states(cached, batch)
-    loss = label_loss(logits, batch["labels"].to(device), model.labels.problem_type, model.class_weights,
-                      model.config.train.focal_gamma)
+    loss = model.loss(logits, batch)
     backward(loss * scale)
     grad = cached.grad  # already carries any loss scaling `backward` applied
     start = 0
