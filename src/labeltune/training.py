@@ -88,9 +88,7 @@ def _calibration_split(examples: list, fraction: float, seed: int, name: str) ->
 def _calibrate(model, task, metrics: dict, cal_ex, eval_ex, eval_enc, train_name: str, eval_name: str | None) -> dict:
     """Fit the calibration (sequence task) on the set-aside part of the training data, else on the
     evaluation data; the final metrics are the evaluation's with it applied, the uncalibrated ones kept."""
-    from .tasks.base import Task
-
-    if type(task).calibrate is Task.calibrate:  # the task calibrates nothing (token tags)
+    if not task.calibrates:  # token tags: nothing to fit
         return metrics
     # the evaluation's logits (raw: the calibration acts on them in decisions) serve the fit and the
     # calibrated metrics alike: one pass over the evaluation data

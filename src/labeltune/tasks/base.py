@@ -41,6 +41,7 @@ class Task:
     default_lora = {"r": 16, "target_modules": "q_proj,k_proj,v_proj,o_proj"}  # alpha: twice the rank
     min_passes = 0.0  # the recipe's floor on passes over the training data (recipe.py); 0: none
     report_metrics: tuple[str, ...] = ()  # the columns of bench tables
+    calibrates = False  # whether ``calibrate`` fits anything (training skips the evaluation pass if not)
 
     # ---- settings -------------------------------------------------------------------------------
     def check_settings(self, model: "ModelSettings") -> None:

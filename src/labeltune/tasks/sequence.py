@@ -19,6 +19,7 @@ class SequenceTask(Task):
     default_head_dropout = 0.0
     default_head_bias = False  # the paper's head and the stock score layer: exportable to plain transformers
     report_metrics = ("accuracy", "macro_f1")
+    calibrates = True  # a temperature, or per-label thresholds (multi-label)
 
     def check_settings(self, model):
         if model.head_init == "labels" and model.problem_type != "single_label":
