@@ -63,7 +63,7 @@ def encode_token_examples(tokenizer, examples: Sequence, labels, config, source:
     out, truncated = [], 0
     for e, subs in zip(examples, sub_words):
         ids, units, targets, kept = list(prefix), [-1] * len(prefix), [], 0
-        tagger.n_unit = 0
+        tagger.start_example()
         for k, sub in enumerate(subs):
             if len(ids) - len(prefix) + len(sub) > room:
                 break
@@ -79,11 +79,14 @@ def encode_token_examples(tokenizer, examples: Sequence, labels, config, source:
 
 class _UnitTagger:
     """Appends one word's units (per the alignment) and targets; ``n_unit`` counts the units of the
-    example being encoded (reset to 0 for each)."""
+    example being encoded (``start_example`` resets it)."""
 
     def __init__(self, labels, align: str, training: bool, source: str):
         self.labels, self.align, self.training, self.source = labels, align, training, source
         self.index = labels.index if labels else None
+        self.n_unit = 0
+
+    def start_example(self) -> None:
         self.n_unit = 0
 
     def word(self, example, k: int, sub: list[int], units: list[int], targets: list[int]) -> None:
@@ -134,7 +137,7 @@ def _encode_windows(examples, sub_words, spaced_firsts, tagger, prefix, suffix, 
             lo, hi = max(0, a - room), min(len(lens), b + room)  # no window reaches further
             spans = word_windows(lens[lo:hi], a - lo, b - lo, room, step)
             ids, units, targets, windows = [], [], [], []
-            tagger.n_unit = 0
+            tagger.start_example()
             for s, t, la, lb in spans:
                 w_ids, w_units = list(prefix), [-1] * len(prefix)
                 for k in range(lo + s, lo + t):
