@@ -161,6 +161,10 @@ def test_size_sweep_runs_every_size_once_and_zero_shot_prompting_once(tmp_path, 
     table = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "| method | sst2@10 (acc) | sst2@30 (acc) |" in table
     assert "| LS | 10.0 | 30.0 |" in table and "| P | 10.0 | 10.0 |" in table
+    # cells that finished largest first (as --jobs runs them) still give columns in ascending size
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    results["rows"].reverse()
+    assert runner.results_table(results, suite).startswith("| method | sst2@10 (acc) | sst2@30 (acc) |")
 
 
 def test_jobs_run_cells_side_by_side_in_worker_processes_and_score_as_one_at_a_time(tmp_path, tiny_llama, monkeypatch):

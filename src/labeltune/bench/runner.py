@@ -334,7 +334,11 @@ def _column(row: dict, suite: dict) -> str:
 def _cells(results, suite, key=None):
     """{(method, column): [score per seed]} for the primary metric (or ``key``) of each task."""
     methods = list(dict.fromkeys(m["name"] for m in suite["methods"]))  # a name may span several entries
-    datasets = list(dict.fromkeys(_column(r, suite) for r in results["rows"]))
+    # columns in the suite's dataset order, sizes ascending, whatever order the cells finished in
+    # (--jobs runs the largest first)
+    order = {d: i for i, d in enumerate(suite["datasets"])}
+    rows = sorted(results["rows"], key=lambda r: (order.get(r["dataset"], len(order)), r.get("train_size") or 0))
+    datasets = list(dict.fromkeys(_column(r, suite) for r in rows))
     cells: dict[tuple[str, str], list[float]] = {}
     for r in results["rows"]:
         k = key or get_task(r["task"]).report_metrics[0]
