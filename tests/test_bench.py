@@ -190,6 +190,9 @@ def test_jobs_run_cells_side_by_side_in_worker_processes_and_score_as_one_at_a_t
     assert len(two["rows"]) == 4 and cells(two) == cells(one)
     assert {r["threads"] for r in two["rows"]} == {1}
     assert "2 cell(s) at a time" in (tmp_path / "two" / "RESULTS.md").read_text()
+    # a run directory per size and method: two sizes of one method may train at the same time
+    runs = [p for p in (tmp_path / "two" / "work").glob("run-*") if p.is_dir() and "checkpoints" not in p.name]
+    assert len(runs) == 4
     with pytest.raises(ConfigError, match="--jobs must be at least 1"):
         runner.run_suite(suite, str(tiny_llama), root, tmp_path / "z", jobs=0)
 
