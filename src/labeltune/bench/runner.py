@@ -62,7 +62,7 @@ def _ls(ds, method, suite, model, train_file, eval_file, seed, work) -> dict:
     for section in ("model", "lora", "train"):
         settings.setdefault(section, {}).update(method.get(section, {}))
     # named after the training subset (dataset, size, seed): --jobs may run two sizes of a method at once
-    run = work / f"run-{train_file.stem}-{method['name'].replace(' ', '_').replace(':', '')}-{seed}"
+    run = work / f"run-{train_file.stem}-{method['name'].replace(' ', '_').replace(':', '')}"
     fit(RunConfig.from_dict(settings), str(train_file), None, run, overwrite=True, progress=False, echo=lambda s: None)
     return evaluate_run(run, str(eval_file))
 
