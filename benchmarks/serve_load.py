@@ -106,9 +106,11 @@ def main():
     ap.add_argument("--clients", default="1,4,16,64")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "serve_load")
     ap.add_argument("--model", default="default", help="decoder of the served run (default: the embedded SmolLM2)")
+    ap.add_argument("--texts", type=Path, default=SHARED / "sst2" / "dev.tsv",
+                    help="TSV whose first column holds the request sentences, header line first (default: SST-2 dev)")
     args = ap.parse_args()
     run = make_run(args.out, args.model)
-    lines = (SHARED / "sst2" / "dev.tsv").read_text().splitlines()[1:]
+    lines = args.texts.read_text().splitlines()[1:]
     sentences = [line.split("\t")[0] for line in lines]
     modes = {"micro-batched (5 ms)": [], "one request at a time": ["--batch-tokens", "1", "--max-wait-ms", "0"]}
     results = {}

@@ -46,7 +46,7 @@ def _port() -> int:
 def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, tiny_llama):
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(model=str(tiny_llama)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}  # gloo on CPUs
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env, capture_output=True,
                          text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]

@@ -75,7 +75,7 @@ def _torchrun():
 def test_fsdp2_shards_score_gather_and_save_as_the_unsharded_model(tmp_path, tiny_llama):
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(tests=str(TESTS), model=str(tiny_llama)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}  # gloo on CPUs
     proc = subprocess.run([_torchrun(), "--nproc_per_node", "2", "--master_port", str(_port()), str(script),
                            str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
