@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import DataSettings
+from ..data.conll import conll_line
 from ..errors import ConfigError
 
 __all__ = ["BenchDataset", "DATASETS", "prepare"]
@@ -86,12 +86,18 @@ def _subset(ds: BenchDataset, src: Path, n: int | None, seed: int, out_stem: Pat
 
 
 def _subset_sentences(ds: BenchDataset, src: Path, n: int | None, seed: int, out_stem: Path) -> Path:
-    """CoNLL: sentences (blocks between blank lines, as the CoNLL reader splits them: a line of only
-    spaces or tabs is blank too -- WNUT-17's training file separates 2,394 of its 3,394 sentences so)
+    """CoNLL: sentences (blocks between blank lines, as the CoNLL reader splits them: ``conll_line``)
     in a seeded order, the first ``n``."""
-    text = _read_text(src).replace("\r\n", "\n")
-    blocks = [b.strip("\n") for b in re.split(r"\n[ \t]*\n", text)]
-    blocks = [b for b in blocks if b.strip() and not b.strip().startswith("-DOCSTART-")]
+    blocks, block = [], []
+    for raw in _read_text(src).splitlines():
+        line = conll_line(raw)
+        if line and not line.startswith("-DOCSTART-"):
+            block.append(raw)
+        elif block:
+            blocks.append("\n".join(block))
+            block = []
+    if block:
+        blocks.append("\n".join(block))
     random.Random(seed).shuffle(blocks)
     out = out_stem.with_suffix(".conll")
     out.write_text("\n\n".join(blocks[:n] if n else blocks) + "\n")
