@@ -141,9 +141,9 @@ def test_1_cli_token_task_trains_with_the_token_head_dropout(tmp_path, tiny_llam
                                       "--output", str(tmp_path / "run"), "--epochs", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
-    assert saved["head_dropout"] == 0.1 and saved["unmask"] == "from:0.33"  # the token task's defaults, resolved
+    assert saved["head_dropout"] == 0.1 and saved["unmask"] == "all"  # the token task's defaults, resolved
     loaded = LabelModel.from_pretrained(tmp_path / "run")
-    assert loaded.head.dropout.p == 0.1 and loaded.bidirectional == {1}  # 2 layers: the last is unmasked
+    assert loaded.head.dropout.p == 0.1 and loaded.bidirectional == {0, 1}  # 2 layers, both unmasked
     # an explicit value wins, for either task; the sequence default stays 0
     assert labeltune.RunConfig().with_settings(task="token", head_dropout=0.3).model.head_dropout == 0.3
     assert tiny_label_model(tiny_llama).config.model.head_dropout == 0.0
@@ -289,7 +289,7 @@ def test_token_task_predicts_on_a_sliding_window_family(tmp_path):
 
 # ---- found in review --------------------------------------------------------------------------------
 def test_token_default_runs_causal_on_a_family_that_cannot_unmask(tmp_path, caplog):
-    # the token task's default (from:0.33) needs labeltune's attention hook; OLMo is not wired: causal, said
+    # the token task's default (unmask all) needs labeltune's attention hook; OLMo is not wired: causal, said
     from transformers import AutoConfig, AutoModel
 
     from helpers import TINY, make_tokenizer

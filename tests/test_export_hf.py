@@ -118,7 +118,7 @@ def test_causal_token_run_loads_as_token_classification(tmp_path, tiny_llama, al
     ({"pooling": "mean"}, "pooling 'mean'"),
     ({"pooling": "max"}, "pooling 'max'"),
     ({"head_bias": True}, "has a bias"),
-    ({"task": "token"}, "attend bidirectionally"),  # the token task's default unmasks from:0.33
+    ({"task": "token"}, "attend bidirectionally"),  # the token task's default unmasks every layer
     ({"unmask": "all"}, "attend bidirectionally"),
     ({"long_documents": "window"}, "combined before the head"),
     ({"task": "token", "unmask": "none", "long_documents": "window"}, "document's words around it"),

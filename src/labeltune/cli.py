@@ -68,7 +68,7 @@ def train(
     pooling: Optional[str] = typer.Option(None, help="last | mean | max"),
     problem_type: Optional[str] = typer.Option(None, help="single_label | multi_label | regression"),
     unmask: Optional[str] = typer.Option(None, help="none | all | from:K | from:F | i,j,k (bidirectional layers; "
-                                         "default: none for sequence, from:0.33 for token)"),
+                                         "default: none for sequence, all for token)"),
     attn_implementation: Optional[str] = typer.Option(None, help="sdpa | eager"),
     quantize: Optional[str] = typer.Option(None, help="none | 4bit | 8bit: QLoRA, the base weights quantised by "
                                            "bitsandbytes (CUDA GPU only)"),

@@ -95,7 +95,7 @@ class ModelSettings:
     task: str = field(default="sequence", metadata={"help": "sequence (one label per text) or token (a tag per word)"})
     pooling: str = field(default="last", metadata={"help": "sequence pooling over real tokens: last, mean or max"})
     problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
-    unmask: str | None = field(default=None, metadata={"help": "bidirectional layers: none, all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; None: the task's default (sequence none, token from:0.33)"})
+    unmask: str | None = field(default=None, metadata={"help": "bidirectional layers: none, all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; None: the task's default (sequence none, token all)"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
     window_pooling: str = field(default="mean", metadata={"help": "long_documents=window: how a text's window states are combined before the head: mean, max, or attention (a learned query; the mean at step 0)"})
     quantize: str = field(default="none", metadata={"help": "none, 4bit or 8bit: the frozen base weights loaded quantised through bitsandbytes (QLoRA; CUDA only); LoRA and the head stay in full precision"})
