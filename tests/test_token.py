@@ -178,21 +178,29 @@ def test_cli_token_train_evaluate_predict(tmp_path, tiny_llama):
 
 
 @pytest.mark.parametrize("task, lora, expected", [
-    ("token", {}, (64, 128, "all-linear")),  # the token task's (docs/RESULTS.md: ner_gap suite)
-    ("sequence", {}, (16, 32, "q_proj,k_proj,v_proj,o_proj")),
-    ("token", {"r": 8}, (8, 16, "all-linear")),  # alpha follows the rank asked for
-    ("token", {"r": 8, "alpha": 8, "target_modules": "q_proj,v_proj"}, (8, 8, "q_proj,v_proj")),  # explicit wins
+    ("token", {}, (64, 128, "all-linear", 0.05)),  # the token task's (docs/RESULTS.md: ner_gap suite)
+    ("sequence", {}, (16, 32, "q_proj,k_proj,v_proj,o_proj", 0.0)),  # no dropout: docs/BENCHMARKS.md
+    ("token", {"r": 8}, (8, 16, "all-linear", 0.05)),  # alpha follows the rank asked for
+    ("token", {"r": 8, "alpha": 8, "target_modules": "q_proj,v_proj", "dropout": 0.0},
+     (8, 8, "q_proj,v_proj", 0.0)),  # explicit wins
+    ("sequence", {"dropout": 0.1}, (16, 32, "q_proj,k_proj,v_proj,o_proj", 0.1)),
 ])
 def test_lora_defaults_are_the_tasks_and_are_saved_resolved(tmp_path, tiny_llama, task, lora, expected):
     labels = ("O", "B-PER") if task == "token" else ("neg", "pos")
     cfg = RunConfig.from_dict({"model": {"name": str(tiny_llama), "task": task}, "lora": lora})
     assert cfg.lora.target_modules == lora.get("target_modules")  # unresolved until a model is built
+    assert cfg.lora.dropout == lora.get("dropout")
     from labeltune.data import LabelMap
 
     model = LabelModel.from_config(cfg, LabelMap(list(labels), "single_label"))
-    assert (model.config.lora.r, model.config.lora.alpha, model.config.lora.target_modules) == expected
+    resolved = model.config.lora
+    assert (resolved.r, resolved.alpha, resolved.target_modules, resolved.dropout) == expected
     adapted = {n.split(".lora_A")[0].split(".")[-1] for n, _ in model.backbone.named_parameters() if "lora_A" in n}
     assert ("gate_proj" in adapted) == (expected[2] == "all-linear")
+    # the adapters' dropout is the resolved value (peft: an identity when 0)
+    rates = {getattr(m.lora_dropout["default"], "p", 0.0) for m in model.backbone.modules()
+             if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)}
+    assert rates == {expected[3]}
     model.save_pretrained(tmp_path / "run")
     saved = RunConfig.load(tmp_path / "run" / "config.json").lora
-    assert (saved.r, saved.alpha, saved.target_modules) == expected
+    assert (saved.r, saved.alpha, saved.target_modules, saved.dropout) == expected

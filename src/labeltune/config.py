@@ -140,13 +140,13 @@ class ModelSettings:
 class LoraSettings:
     r: int | None = field(default=None, metadata={"help": "LoRA rank (paper: 12); None: the task's (sequence 16, token 64)"})
     alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (paper: 32); None: twice the rank"})
-    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (paper: 0.1)"})
+    dropout: float | None = field(default=None, metadata={"help": "LoRA dropout (paper: 0.1); None: the task's (sequence 0, token 0.05)"})
     target_modules: str | None = field(default=None, metadata={"help": "comma list of module names, or all-linear (paper: q_proj,v_proj); None: the task's (sequence q_proj,k_proj,v_proj,o_proj; token all-linear); fused qkv_proj stands in for q/k/v where a family has it"})
 
     def __post_init__(self):
         if (self.r is not None and self.r <= 0) or (self.alpha is not None and self.alpha <= 0):
             raise ConfigError(f"LoRA r={self.r} and alpha={self.alpha} must be positive")
-        if not 0.0 <= self.dropout < 1.0:
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"LoRA dropout={self.dropout} must be in [0, 1)")
         if isinstance(self.target_modules, (list, tuple)):
             self.target_modules = ",".join(self.target_modules)

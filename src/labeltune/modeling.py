@@ -86,7 +86,7 @@ class LabelModel(nn.Module):
         base_config = self.base_model.config
         self.num_layers = base_config.num_hidden_layers
         if None in (config.model.unmask, config.model.head_dropout, config.model.head_bias, config.lora.r,
-                    config.lora.alpha, config.lora.target_modules):
+                    config.lora.alpha, config.lora.target_modules, config.lora.dropout):
             config = self.task.with_defaults(config)
             self.config = config
         self.bidirectional = parse_unmask(config.model.unmask, self.num_layers)
