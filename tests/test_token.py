@@ -5,6 +5,7 @@ import json
 import random
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -192,7 +193,11 @@ def test_lora_defaults_are_the_tasks_and_are_saved_resolved(tmp_path, tiny_llama
     assert cfg.lora.dropout == lora.get("dropout")
     from labeltune.data import LabelMap
 
-    model = LabelModel.from_config(cfg, LabelMap(list(labels), "single_label"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = LabelModel.from_config(cfg, LabelMap(list(labels), "single_label"))
+    # peft's read of transformers' deprecated accessor is not the user's business (one per run before 0.8)
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
     resolved = model.config.lora
     assert (resolved.r, resolved.alpha, resolved.target_modules, resolved.dropout) == expected
     adapted = {n.split(".lora_A")[0].split(".")[-1] for n, _ in model.backbone.named_parameters() if "lora_A" in n}

@@ -7,6 +7,7 @@ the input format of the sequence task is ``self.template``; the run directory is
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -56,7 +57,9 @@ def _apply_lora(backbone, lora) -> nn.Module:
             raise ConfigError(f"LoRA target modules {missing} do not exist in this model; its linear layers are "
                               f"{', '.join(sorted(names))} (or use all-linear)")
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, bias="none")
-    return get_peft_model(backbone, cfg)
+    with warnings.catch_warnings():  # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(backbone, cfg)
 
 
 def loads_quantised(quantize: str, forced_full_precision: bool) -> bool:
