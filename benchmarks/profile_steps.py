@@ -1,0 +1,57 @@
+"""Where a training step's time goes: a few SST-2 training steps of labeltune's defaults under cProfile.
+
+    .venv/bin/python benchmarks/profile_steps.py --steps 15                       # the current code
+    .venv/bin/python benchmarks/profile_steps.py --steps 15 --set lora.dropout=0.0
+    .venv/bin/python benchmarks/profile_steps.py --src /path/to/worktree/src     # another commit's code
+
+2,000 SST-2 training sentences (subset seed 0), the run's settings otherwise default; prints the training
+time and the functions that took longest (own time, then cumulative). docs/BENCHMARKS.md, "Where the
+time goes", compares commits and settings with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--set", action="append", default=[], help="section.field=value (float values)")
+    ap.add_argument("--src", default=None, help="import labeltune from this folder (another commit's src/)")
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args()
+    if args.src:
+        sys.path.insert(0, args.src)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    from common import sst2_subset
+    from labeltune import RunConfig
+    from labeltune.training import fit
+
+    work = Path(tempfile.mkdtemp(prefix="profile-"))
+    train_file, _ = sst2_subset(2000, 0, work)
+    settings: dict = {"data": {"text_column": "sentence"}, "train": {"seed": 0, "max_steps": args.steps}}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        section, name = key.split(".")
+        settings.setdefault(section, {})[name] = float(value)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    metrics = fit(RunConfig.from_dict(settings), str(train_file), None, work / "run", progress=False, echo=print).metrics
+    profiler.disable()
+    print(f"training time {metrics['train_time_s']:.1f} s for {args.steps} steps")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(args.top)
+    stats.sort_stats("cumtime").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()
