@@ -9,8 +9,28 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def set_overrides(items: list[str]) -> dict[str, dict]:
+    """``--set section.field=value`` arguments -> ``{section: {field: value}}`` for ``RunConfig``;
+    values read as YAML scalars (``0.0``, ``16``, ``true``, ``all``), numbers like ``1e-3`` as floats."""
+    out: dict[str, dict] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not eq or not dot:
+            raise SystemExit(f"--set {item!r}: write section.field=value, e.g. lora.dropout=0.0")
+        value = yaml.safe_load(text)
+        if isinstance(value, str):
+            try:
+                value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+            except ValueError:
+                pass
+        out.setdefault(section, {})[name] = value
+    return out
 
 
 def sst2_subset(n: int, seed: int, out: Path) -> tuple[Path, Path]:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED, hardware
+from common import SHARED, hardware, set_overrides
 
 
 def subset(n: int, seed: int, out: Path) -> Path:
@@ -58,10 +58,8 @@ def main():
                "rows": []}
     for unmask in args.unmask or ["none", "all", "from:10", "from:20"]:
         overrides = {"model": {"task": "token", "unmask": unmask}, "train": {"epochs": args.epochs, "seed": args.seed}}
-        for item in args.set:
-            key, value = item.split("=", 1)
-            section, field = key.split(".")
-            overrides.setdefault(section, {})[field] = value if not value.replace(".", "").replace("e-", "").isdigit() else float(value)
+        for section, values in set_overrides(args.set).items():
+            overrides.setdefault(section, {}).update(values)
         cfg = RunConfig.from_dict(overrides)
         t0 = time.perf_counter()
         m = fit(cfg, str(train_file), None, work / f"run-{unmask.replace(':', '')}", progress=False, echo=print).metrics

@@ -16,14 +16,13 @@ import cProfile
 import pstats
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=15)
-    ap.add_argument("--set", action="append", default=[], help="section.field=value (float values)")
+    ap.add_argument("--set", action="append", default=[], help="section.field=value (a YAML scalar), repeatable")
     ap.add_argument("--src", default=None, help="import labeltune from this folder (another commit's src/)")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
@@ -32,20 +31,17 @@ def main() -> None:
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    from common import sst2_subset
+    from common import set_overrides, sst2_subset
     from labeltune import RunConfig
     from labeltune.training import fit
 
     work = Path(tempfile.mkdtemp(prefix="profile-"))
     train_file, _ = sst2_subset(2000, 0, work)
-    settings: dict = {"data": {"text_column": "sentence"}, "train": {"seed": 0, "max_steps": args.steps}}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        section, name = key.split(".")
-        settings.setdefault(section, {})[name] = float(value)
+    config = RunConfig.from_dict({"data": {"text_column": "sentence"}, "train": {"seed": 0, "max_steps": args.steps}})
+    config = config.with_overrides(set_overrides(args.set))
     profiler = cProfile.Profile()
     profiler.enable()
-    metrics = fit(RunConfig.from_dict(settings), str(train_file), None, work / "run", progress=False, echo=print).metrics
+    metrics = fit(config, str(train_file), None, work / "run", progress=False, echo=print).metrics
     profiler.disable()
     print(f"training time {metrics['train_time_s']:.1f} s for {args.steps} steps")
     stats = pstats.Stats(profiler)

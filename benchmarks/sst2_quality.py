@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import hardware, read_tsv, sst2_subset, stock_peft_train_eval
+from common import hardware, read_tsv, set_overrides, sst2_subset, stock_peft_train_eval
 
 
 def main() -> None:
@@ -54,13 +54,7 @@ def main() -> None:
 
     for seed in [int(x) for x in (args.train_seeds or str(args.seed)).split(",")]:
         cfg = RunConfig.from_dict({"data": {"text_column": "sentence"}, "train": {"seed": seed}})
-        overrides: dict = {}
-        for item in args.set:
-            key, value = item.split("=", 1)
-            section, field = key.split(".")
-            current = getattr(getattr(cfg, section), field)
-            overrides.setdefault(section, {})[field] = value if current is None else type(current)(value)
-        cfg = cfg.with_overrides(overrides)
+        cfg = cfg.with_overrides(set_overrides(args.set))
         t0 = time.perf_counter()
         m = fit(cfg, str(train_file), None, work / f"run{seed}", progress=False, echo=print).metrics
         wall = time.perf_counter() - t0

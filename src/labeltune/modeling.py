@@ -88,10 +88,8 @@ class LabelModel(nn.Module):
         self.task = get_task(config.model.task)
         base_config = self.base_model.config
         self.num_layers = base_config.num_hidden_layers
-        if None in (config.model.unmask, config.model.head_dropout, config.model.head_bias, config.lora.r,
-                    config.lora.alpha, config.lora.target_modules, config.lora.dropout):
-            config = self.task.with_defaults(config)
-            self.config = config
+        # the task's defaults for what is left at None (a no-op on a resolved config, e.g. from_config's)
+        self.config = config = self.task.with_defaults(config)
         self.bidirectional = parse_unmask(config.model.unmask, self.num_layers)
         self.can_plan = base_config.model_type in attention.SUPPORTED_FAMILIES
         # the backend actually loaded (a family without SDPA falls back to its own eager attention)
