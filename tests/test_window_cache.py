@@ -117,3 +117,25 @@ def test_a_document_of_10x_the_budget_trains_and_predicts_without_a_forward_past
     model.config = model.config.with_overrides({"train": {"eval_batch_tokens": 36}})
     assert model.predict(rows[0]["text"])["label"] in ("pos", "neg")
     assert seen and max(seen) <= 36
+
+
+def test_a_training_batch_holds_batch_size_windowed_texts_within_the_budget(tiny_llama, monkeypatch):
+    """The planner counts a windowed text by its widest window, so a step trains batch_size texts
+    (as the recipe line says), not one text that fills the budget; forwards stay within the budget."""
+    import labeltune
+    from labeltune.modeling import LabelModel
+
+    seen = []
+    pooled = LabelModel.pooled_states
+    monkeypatch.setattr(LabelModel, "pooled_states",
+                        lambda self, batch: seen.append(batch["input_ids"].numel()) or pooled(self, batch))
+    rng = random.Random(4)
+    rows = [{"text": _text(rng, 40) + (" great" if i % 2 else " awful"), "label": "pos" if i % 2 else "neg"}
+            for i in range(6)]
+    model = labeltune.train(rows, model=str(tiny_llama), max_length=12, batch_size=2, epochs=1, long_documents="window",
+                            template="none", progress=False, calibration="none", mixed_precision="no",
+                            echo=lambda s: None)
+    enc, _ = model.encode([r["text"] for r in rows])
+    assert all(len(e.windows) >= 3 for e in enc)  # every text is several windows, each past half the budget
+    assert model.metrics["steps"] == 3  # 6 texts, 2 a step (planned by their whole length: 6 steps)
+    assert seen and max(seen) <= 24

@@ -55,21 +55,22 @@ def test_windows_find_a_label_at_the_end_that_truncation_misses(tmp_path, tiny_l
             for i in range(40)]
     dev = [{"text": _doc(rng, 40, "great" if i % 2 else "awful"), "label": "pos" if i % 2 else "neg"}
            for i in range(20)]
-    common = dict(model=str(tiny_llama), max_length=12, epochs=8, batch_size=8, lr=5e-3, seed=0, progress=False,
+    common = dict(model=str(tiny_llama), max_length=12, epochs=8, batch_size=2, lr=5e-3, seed=0, progress=False,
                   calibration="none", mixed_precision="no", echo=lambda s: None, template="none")
     windowed = labeltune.train(rows, dev, long_documents="window", window_pooling="mean", **common)
     truncated = labeltune.train(rows, dev, **common)
-    # observed 0.90 and 0.55 (chance); the bounds leave room for another CPU's arithmetic
+    # observed 1.00 and 0.55 (chance); the bounds leave room for another CPU's arithmetic
     assert windowed.metrics["accuracy"] >= 0.8, windowed.metrics["accuracy"]
     assert truncated.metrics["accuracy"] <= 0.7, truncated.metrics["accuracy"]
     assert windowed.metrics["accuracy"] - truncated.metrics["accuracy"] >= 0.2
     assert truncated.metrics["truncated_train_examples"] == 40 and windowed.metrics["truncated_train_examples"] == 0
-    # the stride changes the inner windows (and how many there are), not the decision: tolerance 3 texts
-    # in 20, observed 2 (mean pooling over windows weighs the final window by 1 / their number)
+    # the stride changes the inner windows (and how many there are), not the decision: tolerance 4 texts
+    # in 20, observed 3 at stride 2 (2 at strides 3 and 4; mean pooling over windows weighs the final
+    # window by 1 / their number, which a smaller stride raises)
     labels = [r["label"] for r in windowed.predict([r["text"] for r in dev])]
     windowed.config = windowed.config.with_overrides({"data": {"window_stride": 2}})
     labels_2 = [r["label"] for r in windowed.predict([r["text"] for r in dev])]
-    assert sum(a != b for a, b in zip(labels, labels_2)) <= 3
+    assert sum(a != b for a, b in zip(labels, labels_2)) <= 4
 
 
 def test_max_over_windows_trains_and_predicts(tiny_llama):

@@ -191,7 +191,14 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     budget = t_cfg.max_tokens_per_batch or t_cfg.batch_size * config.data.max_length
     rng = random.Random(t_cfg.seed)
     n_epochs = math.ceil(t_cfg.epochs)
-    plans = [plan_batches(lengths, t_cfg.batching, t_cfg.batch_size, budget, config.data.max_length, rng)
+    # a batch of windowed texts past the token budget trains a slice of windows at a time (window_cache.py);
+    # DDP/FSDP hooks expect one forward per backward, so with several processes it runs whole
+    slice_windows = accelerator.num_processes == 1 and not sharded
+    # so a text read in windows is planned by its widest window: a batch holds batch_size texts, as the
+    # recipe said (planned by its whole length, one long text filled the budget: ~1 text a step); with
+    # several processes by its whole length, which bounds a batch's unsliced forward by the budget
+    widths = [max(e.windows) if e.windows and slice_windows else len(e) for e in train_enc]
+    plans = [plan_batches(widths, t_cfg.batching, t_cfg.batch_size, budget, config.data.max_length, rng)
              for _ in range(n_epochs)]
     steps_per_epoch = [len(p) // t_cfg.grad_accum for p in plans]
     total_steps = max(1, int(sum(steps_per_epoch[:-1]) + steps_per_epoch[-1] * (t_cfg.epochs - n_epochs + 1)))
@@ -214,9 +221,6 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaces them (DTensors) in prepare
     rank, world = accelerator.process_index, accelerator.num_processes
 
-    # a text whose windows exceed the token budget trains a slice of windows at a time (window_cache.py);
-    # DDP/FSDP hooks expect one forward per backward, so with several processes it runs whole
-    slice_windows = world == 1 and not sharded
     metric_name, higher = task.primary_metric(labels)
     best: dict[str, Any] = {"score": None, "state": None, "metrics": None, "epoch": None}
     history, train_log = [], []
@@ -276,7 +280,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
         for batch in loader:
             done_in_epoch += 1
             with accelerator.accumulate(model):
-                if slice_windows and over_budget(batch, budget):  # one text past the budget: a slice at a time
+                if slice_windows and over_budget(batch, budget):  # past the budget: a slice at a time
                     loss = sliced_backward(raw, batch, budget, accelerator.backward, batch.get("loss_scale", 1.0),
                                            accelerator.autocast)
                 else:
