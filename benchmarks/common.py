@@ -23,14 +23,20 @@ def set_overrides(items: list[str]) -> dict[str, dict]:
         section, dot, name = key.partition(".")
         if not eq or not dot:
             raise SystemExit(f"--set {item!r}: write section.field=value, e.g. lora.dropout=0.0")
-        value = yaml.safe_load(text)
-        if isinstance(value, str):
-            try:
-                value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
-            except ValueError:
-                pass
-        out.setdefault(section, {})[name] = value
+        out.setdefault(section, {})[name] = yaml_scalar(text)
     return out
+
+
+def yaml_scalar(text: str):
+    """A command-line value as a YAML scalar (``0.0``, ``16``, ``true``, ``all``), numbers like ``1e-3``
+    as floats (YAML 1.1 reads them, without a dot, as strings)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def sst2_subset(n: int, seed: int, out: Path) -> tuple[Path, Path]:

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import SHARED, child_row, hardware
+from common import SHARED, child_row, hardware, yaml_scalar
 
 CHILD = """
 import json, resource, sys, time
@@ -46,9 +46,12 @@ def main():
                     help="name=value (a YAML scalar) passed to labeltune.train for every row, repeatable")
     ap.add_argument("--out", type=Path, default=Path("bench_out/long_documents"))
     args = ap.parse_args()
-    import yaml
-
-    options = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.option)}
+    options = {}
+    for item in args.option:
+        name, eq, text = item.partition("=")
+        if not eq:
+            raise SystemExit(f"--option {item!r}: write name=value, e.g. batch_size=8")
+        options[name] = yaml_scalar(text)
     from labeltune.bench.datasets import DATASETS, prepare
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,10 @@
 
 A text read in windows (``long_documents=window``, sequence task) is scored from all its windows at
 once: their pooled states are combined (mean, max, attention) before the head. A batch holds whole
-texts, so one text longer than the token budget (``batch_size x max_length`` when training,
-``eval_batch_tokens`` when scoring) would make a forward as large as the text. Here such a batch runs
-in slices of windows that each fit the budget:
+texts -- in training ``batch_size`` of them, planned by their widest window (training.py) -- so a batch
+past the token budget (``batch_size x max_length`` when training, ``eval_batch_tokens`` when scoring)
+would make a forward as large as its texts. Here such a batch runs in slices of windows that each fit
+the budget:
 
 - scoring (no gradient): each slice's pooled (W_slice, H) states are kept, the head combines them;
 - training, as GradCache (Gao et al., 2021): (1) every slice forward without a graph, keeping only
@@ -30,8 +31,9 @@ __all__ = ["over_budget", "window_slices", "sliced_logits", "sliced_backward"]
 
 
 def over_budget(batch: dict[str, Any], budget: int) -> bool:
-    """A windowed batch of more padded tokens than ``budget``: the planner counts a text's tokens, so
-    a text alone past the budget (or near it, with its last window's padding) makes one."""
+    """A windowed batch of more padded tokens than ``budget`` (and more than one window): training
+    plans windowed texts by their widest window, so a batch of several is usually one; in scoring, a
+    text alone past the budget (or near it, with its last window's padding)."""
     return "window_example" in batch and batch["input_ids"].numel() > budget and batch["input_ids"].shape[0] > 1
 
 
