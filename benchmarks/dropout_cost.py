@@ -11,6 +11,8 @@ matmul it feeds:
 Variants (each keeps an element with probability 1 - p and scales it by 1 / (1 - p)):
   F.dropout            what nn.Dropout runs (bernoulli_ into a float mask, then multiply)
   where(rand >= p)     one uniform draw per element, one select
+  FastDropout          labeltune's (src/labeltune/lora_dropout.py): 16 random bits per element, a
+                       64-bit draw per four elements
 and each on fp32 input (what autocast hands the adapter today) and on bf16 input.
 """
 
@@ -22,6 +24,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from labeltune.lora_dropout import FastDropout
 
 
 def _time(fn, x, reps: int) -> float:
@@ -54,6 +58,8 @@ def main() -> None:
         "F.dropout, bf16": (lambda t: F.dropout(t, p, True), x32.bfloat16()),
         "where(rand >= p), fp32": (lambda t: torch.where(torch.rand_like(t) >= p, t * scale, 0.0), x32),
         "where(rand >= p), bf16": (lambda t: torch.where(torch.rand_like(t) >= p, t * scale, 0.0), x32.bfloat16()),
+        "FastDropout, fp32": (FastDropout(p).train(), x32),
+        "FastDropout, bf16": (FastDropout(p).train(), x32.bfloat16()),
         f"LoRA A matmul (bf16, rank {args.rank})": (lambda t: t @ a.t(), x32.bfloat16()),
         "576x576 matmul (bf16)": (lambda t: t @ t.new_ones(args.hidden, args.hidden), x32.bfloat16()),
     }
