@@ -54,6 +54,15 @@ def read_tsv(path: Path) -> tuple[list[str], list[int]]:
     return [r[0].strip() for r in rows], [int(r[1]) for r in rows]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the parent dies, so that stopping a benchmark
+    (``pkill -f long_documents.py``) does not leave its measurement running on the cores (Linux)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def child_row(code: str, *args) -> dict | None:
     """Run ``code`` in a fresh Python process (its own peak memory) with ``args``; the JSON object on its
     last stdout line, or None (its stderr's end printed) when it failed."""
@@ -61,7 +70,8 @@ def child_row(code: str, *args) -> dict | None:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)
         return None
