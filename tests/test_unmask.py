@@ -142,3 +142,31 @@ def test_unsupported_family_is_a_clear_error(tmp_path):
     llama = LlamaModel(LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
     with pytest.raises(ConfigError, match="attention backend 'flash_attention_2' is not supported; supported: sdpa, eager"):
         enable_labeltune_attention(llama, "flash_attention_2")
+
+
+def test_cpu_autocast_computes_attention_in_fp32(family_dirs, monkeypatch):
+    """Under CPU bf16 autocast SDPA would run in bf16 (3-4x slower on CPU, benchmarks/sdpa_cpu.py):
+    labeltune's sdpa path hands it fp32 tensors with autocast off, and the layers still agree with an
+    fp32 run to bf16 precision, bidirectional mask included."""
+    import transformers.integrations.sdpa_attention as sdpa_module
+
+    model = AutoModel.from_pretrained(family_dirs["llama"], attn_implementation="sdpa").eval()
+    enable_labeltune_attention(model, "sdpa")
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+    seen = []
+
+    def spy(q, k, v, attn_mask=None, **kwargs):
+        seen.append((q.dtype, k.dtype, v.dtype, None if attn_mask is None else attn_mask.dtype,
+                     torch.is_autocast_enabled("cpu")))
+        return real_sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(sdpa_module.torch.nn.functional, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        reference, _ = _layer_outputs(model, [SEQ, [5, 6, 7]], bidirectional={1})
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast, b = _layer_outputs(model, [SEQ, [5, 6, 7]], bidirectional={1})
+    assert seen and all(s == (torch.float32,) * 4 + (False,) for s in seen)
+    real = b["segment_ids"] > 0
+    for got, want in zip(fast, reference):
+        torch.testing.assert_close(got.float()[real], want[real], atol=0.1, rtol=0.05)
