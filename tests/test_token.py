@@ -166,20 +166,22 @@ def test_cli_token_train_evaluate_predict(tmp_path, tiny_llama):
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"f1", "precision", "recall", "token_accuracy", "per_type"} <= set(metrics)
     assert (run / "plots" / "entity_f1.png").exists()
-    out = subprocess.run(cli + ["predict", str(run), "--text", "john smith  visited paris"], check=True,
+    # a training sentence, spaced differently: what the tiny random model learnt, not whether it generalises
+    # (a new mix of the two sentences' words flips with the random stream, e.g. the LoRA rank)
+    out = subprocess.run(cli + ["predict", str(run), "--text", "john smith  lives in paris"], check=True,
                          capture_output=True, text=True).stdout
     row = json.loads(out)
     assert metrics["f1"] == 1.0  # the training sentences are learnt (checked on a tiny model: 6 epochs suffice)
-    assert row["tokens"] == ["john", "smith", "visited", "paris"]
-    assert row["tags"] == ["B-PER", "I-PER", "O", "B-LOC"]
+    assert row["tokens"] == ["john", "smith", "lives", "in", "paris"]
+    assert row["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC"]
     assert [(e["type"], e["text"], e["words"]) for e in row["entities"]] == [("PER", "john smith", [0, 2]),
-                                                                           ("LOC", "paris", [3, 4])]
-    for ent in row["entities"]:  # offsets into the text as given (two spaces before "visited")
+                                                                           ("LOC", "paris", [4, 5])]
+    for ent in row["entities"]:  # offsets into the text as given (two spaces before "lives")
         assert row["text"][ent["start"]:ent["end"]] == ent["text"]
 
 
 @pytest.mark.parametrize("task, lora, expected", [
-    ("token", {}, (64, 128, "all-linear", 0.05)),  # the token task's (docs/RESULTS.md: ner_gap suite)
+    ("token", {}, (32, 64, "all-linear", 0.05)),  # the token task's (docs/RESULTS.md: ner_gap, ner_rank32 suites)
     ("sequence", {}, (16, 32, "q_proj,k_proj,v_proj,o_proj", 0.05)),
     ("token", {"r": 8}, (8, 16, "all-linear", 0.05)),  # alpha follows the rank asked for
     ("token", {"r": 8, "alpha": 8, "target_modules": "q_proj,v_proj", "dropout": 0.0},

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.7.1"
+__version__ = "0.8.0"
 
 __all__ = [
     "train",
