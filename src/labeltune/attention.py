@@ -13,7 +13,8 @@ per-token segment ids and positions:
 
 so padding stays masked in every layer, packed examples never see each other, and SDPA is always
 called with an explicit mask and ``is_causal=False`` (a ``None`` mask would silently fall back to
-causal). Without a plan the stock path runs unchanged.
+causal). Without a plan the stock path runs unchanged, except that on a CPU under autocast both paths
+compute SDPA in fp32 (far faster there than bf16).
 """
 
 from __future__ import annotations
