@@ -192,7 +192,8 @@ class TokenTask(Task):
     # task's q/k/v/o rank 16 (docs/RESULTS.md, benchmarks/suites/ner_gap.yaml); at rank 32 rather than 64:
     # CoNLL-2003 at 300 / 1,000 68.4 / 84.7 (rank 64: 74.0 / 84.9), WNUT-17 40.4 / 52.4 (30.8 / 48.3), the
     # encoder 68.0 / 83.9 and 32.1 / 51.7 — rank 32 is ahead of it on all four cells, rank 64 on two
-    # (benchmarks/suites/ner_rank32.yaml); and LoRA dropout 0.05: without it (rank 64) CoNLL-2003 at 300
+    # (benchmarks/suites/ner_rank32.yaml; one seed, bf16 attention: the 0.8 sweep, fp32 attention, gave
+    # 69.1 / 85.2 / 31.7 / 41.1 — WNUT-17 swings ~10 F1 run to run, ner_wnut_seeds.yaml ranks them); and LoRA dropout 0.05: without it (rank 64) CoNLL-2003 at 300
     # fell to 71.3 (from 74.0) and WNUT-17 to 18.4 (from 30.8) (benchmarks/suites/ner_lora_dropout.yaml)
     default_lora = {"r": 32, "target_modules": "all-linear", "dropout": 0.05}
     # at least 10 passes of 16 (recipe.py: that floor at most 640 steps): CoNLL-2003 at 1,000 sentences,
