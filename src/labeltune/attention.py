@@ -83,22 +83,23 @@ def _make_attention(backend: str):
     def attention(module, query, key, value, attention_mask, **kwargs):
         plan: MaskPlan | None = kwargs.pop("labeltune_plan", None)
         base = sdpa_attention_forward if backend == "sdpa" else _eager_of(module)
+        # CPU autocast would run SDPA in bf16, whose CPU kernels are far slower than fp32's, backward
+        # above all (forward+backward of 16 rows: 13.5 vs 2.7 ms at 24 tokens, 67 vs 39 ms at 128;
+        # benchmarks/sdpa_cpu.py): there, compute attention in fp32 with autocast off (more precise, too)
+        in_fp32 = backend == "sdpa" and query.device.type == "cpu" and torch.is_autocast_enabled("cpu")
         if plan is None:
             mask = attention_mask
+            if in_fp32 and mask is not None and mask.is_floating_point():  # additive; a bool mask stays bool
+                mask = mask.float()
         else:
             causal = module.layer_idx not in plan.bidirectional
-            mask = plan.mask(causal, kwargs.get("sliding_window"), query.dtype)
+            # built (and cached by the plan) once in the dtype SDPA gets, not converted in every layer
+            mask = plan.mask(causal, kwargs.get("sliding_window"), torch.float32 if in_fp32 else query.dtype)
             kwargs["is_causal"] = False
-        if backend == "sdpa" and query.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # CPU autocast would run SDPA in bf16, whose CPU kernels are far slower than fp32's, backward
-            # above all (forward+backward of 16 rows: 13.5 vs 2.7 ms at 24 tokens, 67 vs 39 ms at 128;
-            # benchmarks/sdpa_cpu.py): compute attention in fp32 with autocast off (more precise, too)
-            dtype = query.dtype
+        if in_fp32:
             with torch.autocast("cpu", enabled=False):
-                if mask is not None and mask.is_floating_point():  # additive; a bool mask stays bool
-                    mask = mask.float()
                 out, weights = base(module, query.float(), key.float(), value.float(), mask, **kwargs)
-            return out.to(dtype), weights
+            return out.to(query.dtype), weights
         return base(module, query, key, value, mask, **kwargs)
 
     attention.__name__ = f"labeltune_{backend}_attention"
