@@ -1,12 +1,14 @@
-"""Where a training step's time goes: a few SST-2 training steps of labeltune's defaults under cProfile.
+"""Where a training step's time goes: a few training steps of labeltune's defaults under cProfile.
 
     .venv/bin/python benchmarks/profile_steps.py --steps 15                       # the current code
     .venv/bin/python benchmarks/profile_steps.py --steps 15 --set lora.dropout=0.0
     .venv/bin/python benchmarks/profile_steps.py --src /path/to/worktree/src     # another commit's code
+    .venv/bin/python benchmarks/profile_steps.py --task token --steps 20          # CoNLL-2003, 300 sentences
 
-2,000 SST-2 training sentences (subset seed 0), the run's settings otherwise default; prints the training
-time and the functions that took longest (own time, then cumulative). docs/BENCHMARKS.md, "Where the
-time goes", compares commits and settings with it.
+Sequence task: 2,000 SST-2 training sentences (subset seed 0). Token task: the sizes suite's 300
+CoNLL-2003 training sentences (seed 0), or ``--train FILE`` (either task). The run's settings are
+otherwise default; prints the training time and the functions that took longest (own time, then
+cumulative). docs/BENCHMARKS.md, "Where the time goes", compares commits and settings with it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--task", choices=("sequence", "token"), default="sequence")
+    ap.add_argument("--train", type=Path, default=None, help="training file (default: the task's subset above)")
     ap.add_argument("--set", action="append", default=[], help="section.field=value (a YAML scalar), repeatable")
     ap.add_argument("--src", default=None, help="import labeltune from this folder (another commit's src/)")
     ap.add_argument("--top", type=int, default=25)
@@ -31,13 +35,21 @@ def main() -> None:
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    from common import set_overrides, sst2_subset
+    from common import SHARED, set_overrides, sst2_subset
     from labeltune import RunConfig
+    from labeltune.bench.datasets import DATASETS, prepare
     from labeltune.training import fit
 
     work = Path(tempfile.mkdtemp(prefix="profile-"))
-    train_file, _ = sst2_subset(2000, 0, work)
-    config = RunConfig.from_dict({"data": {"text_column": "sentence"}, "train": {"seed": 0, "max_steps": args.steps}})
+    if args.train:
+        train_file = args.train
+    elif args.task == "sequence":
+        train_file, _ = sst2_subset(2000, 0, work)
+    else:
+        train_file, _ = prepare(DATASETS["conll2003"], SHARED, 300, 0, work)
+    data = {"text_column": "sentence"} if args.task == "sequence" and not args.train else {}
+    config = RunConfig.from_dict({"model": {"task": args.task}, "data": data,
+                                  "train": {"seed": 0, "max_steps": args.steps}})
     config = config.with_overrides(set_overrides(args.set))
     profiler = cProfile.Profile()
     profiler.enable()

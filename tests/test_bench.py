@@ -2,6 +2,8 @@
 entity parsing; suites load and list."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -218,3 +220,37 @@ def test_token_subsets_split_sentences_as_the_conll_reader_does(tmp_path):
     assert len(got) == 10 and len({tuple(e.tokens) for e in got}) == 10
     assert all(len(e.tokens) == 2 and e.tags == ["O", "B-location"] for e in got)
     assert len(read_token_examples(str(dev), DataSettings())) == 25
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_bench_workers_end_with_their_parent(tmp_path):
+    """A bench stopped with SIGTERM/SIGKILL (``pkill -f 'labeltune bench'`` reaches the parent only) must
+    not leave its worker processes computing cells on the cores."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from labeltune.bench.runner import _init_worker
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(1, os.getpid()))
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)
+    time.sleep(120)
+"""], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):  # the kernel signals at once; allow for a loaded machine
+        try:
+            if Path(f"/proc/{worker}/stat").read_text().split(") ")[-1].startswith("Z"):
+                return  # ended, not yet reaped by whichever process adopted it
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"worker {worker} outlived its parent")

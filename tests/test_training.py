@@ -114,3 +114,46 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_llama, capsys):
     assert metrics["n"] == 400 and set(metrics["per_class"]) == {"bearish", "bullish", "neutral"}
     assert "macro F1" in out and "run directory" in out
     assert (tmp_path / "demo" / "plots" / "confusion_matrix.png").exists()
+
+
+@pytest.mark.parametrize("task", ["sequence", "token"])
+def test_cpu_bf16_training_holds_frozen_weights_in_bf16_and_computes_the_same_numbers(tmp_path, tiny_llama,
+                                                                                       monkeypatch, task):
+    """Under CPU bf16 autocast the frozen base weights are cast once for the loop instead of in every
+    forward (precision.frozen_linears_cast): the trained adapters, head and scores are bit-identical to
+    a run that leaves the casting to autocast, and the model leaves fit with its fp32 weights."""
+    import contextlib
+
+    import labeltune.precision as precision
+
+    if task == "sequence":
+        train_file = _write_csv(tmp_path / "train.csv", [(t, "pos") for t in POS] + [(t, "neg") for t in NEG])
+        probe = ["the movie was great"]
+    else:
+        train_file = tmp_path / "train.conll"
+        train_file.write_text("john B-PER\nsmith I-PER\nlives O\nin O\nparis B-LOC\n\n"
+                              "mary B-PER\nvisits O\nrome B-LOC\n\n" * 4)
+        probe = ["john lives in rome"]
+    config = RunConfig.from_dict({"model": {"name": str(tiny_llama), "task": task},
+                                  "train": {"lr": 5e-3, "batch_size": 4, "epochs": 2, "seed": 3,
+                                            "mixed_precision": "bf16", "calibration": "none"}})
+    real, seen = precision.frozen_linears_cast, set()
+
+    @contextlib.contextmanager
+    def recording(model, dtype):
+        with real(model, dtype):
+            seen.update(p.dtype for n, p in model.named_parameters() if "base_layer" in n)
+            yield
+
+    monkeypatch.setattr(precision, "frozen_linears_cast", recording)
+    cast = fit(config, str(train_file), None, None, progress=False, echo=lambda s: None)
+    assert seen == {torch.bfloat16}  # the LoRA-wrapped projections ran on bf16 weights
+    monkeypatch.setattr(precision, "frozen_linears_cast", lambda model, dtype: contextlib.nullcontext())
+    plain = fit(config, str(train_file), None, None, progress=False, echo=lambda s: None)
+
+    frozen = {n: p for n, p in cast.named_parameters() if not p.requires_grad}
+    assert {p.dtype for p in frozen.values()} == {torch.float32}  # restored
+    reference = dict(plain.named_parameters())
+    for name, p in cast.named_parameters():
+        assert torch.equal(p, reference[name]), name  # adapters and head trained to the same bits
+    assert cast.predict(probe) == plain.predict(probe)

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -193,11 +194,20 @@ def _run_cell(kind: str, ds_name: str, method: dict, suite: dict, model: str, tr
     return metrics, time.perf_counter() - t0, torch.get_num_threads()
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int | None = None) -> None:
     """A bench worker process: quiet libraries, ``threads`` CPU threads (the machine's cores shared out
-    between the workers: two processes with every core each slow both down many times over)."""
+    between the workers: two processes with every core each slow both down many times over), and on
+    Linux it ends with ``parent``: a bench stopped with SIGTERM (``pkill -f 'labeltune bench'``) must not
+    leave its cells computing on the cores (they did: two orphans halved a later run's speed)."""
     from ..cli import _quiet_libraries
 
+    if parent is not None and sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above: nothing will signal
+            os._exit(1)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     _quiet_libraries()
     import torch
@@ -282,7 +292,7 @@ def run_suite(suite: dict, model: str, data_root: Path, output: Path, seeds: lis
         # cell at the end while the other idles
         plan = sorted(plan, key=lambda job: (job[0][0] != "ls", -job[1][0][1]))
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
+                                 initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
             pending = {pool.submit(_run_cell, *args): cells for args, cells in plan}
             try:
                 while pending:
