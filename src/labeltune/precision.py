@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_has_native_bf16", "resolve_mixed_precision", "autocast_for", "resolve_device", "frozen_linears_cast"]
+__all__ = ["cpu_has_native_bf16", "resolve_mixed_precision", "autocast_for", "resolve_device"]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -44,33 +44,3 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-@contextlib.contextmanager
-def frozen_linears_cast(model: torch.nn.Module, dtype: torch.dtype | None):
-    """Hold the frozen ``nn.Linear`` weights (and biases) of ``model`` in ``dtype`` for the block, then
-    put the original tensors back.
-
-    CPU autocast casts a linear's fp32 weight to bf16 on every call, and caches the cast only for
-    weights that require grad: the frozen base weights under LoRA were cast anew in every forward
-    (a fifth of a sequence-task step's ``aten::copy_``, ~8% of the step, torch.profiler, one thread).
-    Cast once here, the matmuls see the very same bf16 values (autocast rounds fp32 -> bf16 the same
-    way), so training computes the same numbers. Every forward in the block must run under autocast
-    (fp32 activations against a bf16 weight raise outside it). ``dtype`` None: nothing changes.
-    """
-    if dtype is None:
-        yield
-        return
-    originals: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
-    try:
-        for module in model.modules():
-            if not isinstance(module, torch.nn.Linear):
-                continue
-            for param in (module.weight, module.bias):
-                if param is not None and not param.requires_grad and param.dtype != dtype:
-                    originals.append((param, param.data))
-                    param.data = param.data.to(dtype)
-        yield
-    finally:
-        for param, data in originals:
-            param.data = data

@@ -6,7 +6,6 @@ Data are read and checked before torch or the model load, so input mistakes fail
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -146,7 +145,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     from .data.batching import plan_batches
     from .window_cache import over_budget, sliced_backward
     from .modeling import LabelModel
-    from .precision import frozen_linears_cast, resolve_mixed_precision
+    from .precision import resolve_mixed_precision
     from .sharding import (check_supported, configure_deepspeed, full_trainable_state, load_trainable_state,
                            optimizer_sharded, params_sharded)
 
@@ -264,12 +263,6 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     bar = tqdm(total=total_steps, initial=step, disable=not progress or not accelerator.is_local_main_process,
                desc="train", dynamic_ncols=True)
     stop = step >= total_steps
-    # on a CPU under bf16 autocast the frozen base weights are held in bf16 while the loop runs (the same
-    # numbers, without autocast casting them anew in every forward; precision.py); one process only
-    cast_frozen = (torch.bfloat16 if accelerator.device.type == "cpu" and accelerator.mixed_precision == "bf16"
-                   and world == 1 and not sharded else None)
-    frozen_cast = contextlib.ExitStack()
-    frozen_cast.enter_context(frozen_linears_cast(raw, cast_frozen))
     for epoch in range(start_epoch, n_epochs if not stop else start_epoch):
         first = skip if epoch == start_epoch else 0  # batches of this epoch done before the checkpoint
         # the loader's own generator: its iterator's seed draw must not move the global RNG (dropout), so
@@ -344,7 +337,6 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
             break
         save_checkpoint(epoch + 1, 0)
     bar.close()
-    frozen_cast.close()  # the fp32 base weights back: the model leaves fit as it was built
     train_time = time.perf_counter() - t0 - eval_time  # optimisation only; evaluation reported apart
 
     if world > 1:  # the throughput of all processes together
