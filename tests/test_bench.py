@@ -223,7 +223,7 @@ def test_token_subsets_split_sentences_as_the_conll_reader_does(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_bench_workers_end_with_their_parent(tmp_path):
+def test_bench_workers_end_with_their_parent():
     """A bench stopped with SIGTERM/SIGKILL (``pkill -f 'labeltune bench'`` reaches the parent only) must
     not leave its worker processes computing cells on the cores."""
     import os
@@ -232,7 +232,7 @@ def test_bench_workers_end_with_their_parent(tmp_path):
     import time
 
     parent = subprocess.Popen([sys.executable, "-c", """
-import multiprocessing, os, sys, time
+import multiprocessing, os, time
 from concurrent.futures import ProcessPoolExecutor
 from labeltune.bench.runner import _init_worker
 if __name__ == "__main__":
