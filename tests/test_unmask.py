@@ -170,3 +170,38 @@ def test_cpu_autocast_computes_attention_in_fp32(family_dirs, monkeypatch):
     real = b["segment_ids"] > 0
     for got, want in zip(fast, reference):
         torch.testing.assert_close(got.float()[real], want[real], atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen3"])
+@pytest.mark.parametrize("bidirectional", [frozenset(), frozenset({0})])
+def test_grouped_query_attention_inside_sdpa_equals_repeated_heads(family_dirs, family, bidirectional, monkeypatch):
+    """On the CPU fp32 path labeltune hands SDPA each K/V head once (enable_gqa) where transformers
+    repeats it for every query head of its group: same output, K/V never copied."""
+    import torch.nn.functional as F
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from labeltune.attention import _make_attention
+
+    module = AutoModel.from_pretrained(family_dirs[family], attn_implementation="sdpa").eval().layers[0].self_attn
+    assert module.num_key_value_groups == 2
+    b = manual_batch([SEQ, [5, 6, 7]], pad_id=3)
+    plan = MaskPlan(b["segment_ids"], b["position_ids"], bidirectional)
+    g = torch.Generator().manual_seed(0)
+    B, T = b["input_ids"].shape
+    q = torch.randn(B, 4, T, module.head_dim, generator=g)
+    k, v = (torch.randn(B, 2, T, module.head_dim, generator=g) for _ in range(2))
+    window = getattr(module, "sliding_window", None)
+    stock, _ = sdpa_attention_forward(module, q, k, v, plan.mask(not bidirectional, window, torch.float32),
+                                      dropout=0.0, scaling=module.scaling)
+    real_sdpa, heads = F.scaled_dot_product_attention, []
+
+    def spy(q, k, v, **kwargs):
+        heads.append((q.shape[1], k.shape[1], kwargs.get("enable_gqa", False)))
+        return real_sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, _ = _make_attention("sdpa")(module, q, k, v, None, labeltune_plan=plan, dropout=0.0,
+                                          scaling=module.scaling, sliding_window=window)
+    assert heads == [(4, 2, True)]
+    torch.testing.assert_close(ours.float(), stock, atol=1e-6, rtol=0)

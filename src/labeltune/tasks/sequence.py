@@ -55,7 +55,10 @@ class SequenceTask(Task):
         check_texts(texts, "text")
         check_texts(pairs or [], "pair")
         pairs = list(pairs) if pairs is not None else [None] * len(texts)
-        return [TextExample(t, p, None, f"--text #{i + 1}") for i, (t, p) in enumerate(zip(texts, pairs))]
+        # stripped as the data readers strip every text (readers.iter_text_examples): "good film " typed
+        # into predict or the server is the input "good film " in a file was, not a different token sequence
+        return [TextExample(t.strip(), p.strip() if p is not None else None, None, f"--text #{i + 1}")
+                for i, (t, p) in enumerate(zip(texts, pairs))]
 
     def build_labels(self, examples, config):
         from ..data.labels import LabelMap
