@@ -254,3 +254,17 @@ if __name__ == "__main__":
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)
     pytest.fail(f"worker {worker} outlived its parent")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_bench_worker_whose_parent_is_already_gone_ends_at_once():
+    """The parent may die between spawning a worker and the worker's prctl: then no signal will ever
+    come, so the worker must notice (its parent is no longer the pid it was given) and end itself."""
+    import subprocess
+
+    code = "from labeltune.bench.runner import _init_worker; _init_worker(1, {parent}); print('computing')"
+    gone = subprocess.run([sys.executable, "-c", code.format(parent=1)], capture_output=True, text=True, timeout=120)
+    assert gone.returncode == 1 and "computing" not in gone.stdout  # pid 1 is not this process's parent
+    alive = subprocess.run([sys.executable, "-c", code.format(parent="__import__('os').getppid()")],
+                           capture_output=True, text=True, timeout=120)
+    assert alive.returncode == 0 and "computing" in alive.stdout
