@@ -83,8 +83,8 @@ def _sdpa_groups_itself(module, mask, kwargs) -> bool:
     """Grouped-query attention (fewer K/V heads than query heads) with a mask: transformers repeats K/V
     to every query head before SDPA whenever a mask is given (labeltune always gives one); SDPA's own
     ``enable_gqa`` reads each K/V head for its group in place (fwd+bwd of 16 rows x 40 tokens on a CPU
-    thread: 9.2 -> 5.5 ms, benchmarks/sdpa_cpu.py --gqa). Only where nothing else changes the scores
-    (no soft-capping, position bias or attention sinks)."""
+    thread: 9.2 -> 5.5 ms one day, 9.2 -> 8.3 the next; benchmarks/sdpa_cpu.py --gqa). Only where
+    nothing else changes the scores (no soft-capping, position bias or attention sinks)."""
     return (mask is not None and getattr(module, "num_key_value_groups", 1) > 1
             and not any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "s_aux")))
 
