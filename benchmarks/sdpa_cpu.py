@@ -37,9 +37,10 @@ def gqa(lengths: list[int], batch: int, reps: int, rounds: int = 5) -> None:
 
     heads, kv_heads, dim = 9, 3, 64
 
-    def repeat(x):  # transformers' repeat_kv: (B, 3, T, D) -> (B, 9, T, D)
-        b, _, t, _ = x.shape
-        return x[:, :, None].expand(b, kv_heads, heads // kv_heads, t, dim).reshape(b, heads, t, dim)
+    from transformers.models.llama.modeling_llama import repeat_kv
+
+    def repeat(x):  # what transformers does before SDPA when a mask is given: (B, 3, T, D) -> (B, 9, T, D)
+        return repeat_kv(x, heads // kv_heads)
 
     paths = {"repeated": lambda q, k, v, m: F.scaled_dot_product_attention(q, repeat(k), repeat(v), attn_mask=m),
              "grouped": lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m, enable_gqa=True)}

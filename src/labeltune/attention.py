@@ -89,7 +89,7 @@ def _sdpa_groups_itself(module, mask, kwargs) -> bool:
             and not any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "s_aux")))
 
 
-def _sdpa_gqa(module, query, key, value, mask, dropout=0.0, scaling=None, **_):
+def _sdpa_gqa(query, key, value, mask, dropout=0.0, scaling=None, **_):
     # query (B, H, T, D), key/value (B, H/groups, T, D), mask (B, 1, T, T) additive -> (B, T, H, D)
     out = torch.nn.functional.scaled_dot_product_attention(
         query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling,
@@ -117,7 +117,7 @@ def _make_attention(backend: str):
         if in_fp32:
             with torch.autocast("cpu", enabled=False):
                 if _sdpa_groups_itself(module, mask, kwargs):
-                    out = _sdpa_gqa(module, query.float(), key.float(), value.float(), mask, **kwargs)
+                    out = _sdpa_gqa(query.float(), key.float(), value.float(), mask, **kwargs)
                     return out.to(query.dtype), None
                 out, weights = base(module, query.float(), key.float(), value.float(), mask, **kwargs)
             return out.to(query.dtype), weights
