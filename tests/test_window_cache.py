@@ -9,6 +9,7 @@ import torch
 from helpers import tiny_label_model
 
 from labeltune.data.batching import collate
+from labeltune.lora_dropout import FastDropout
 from labeltune.window_cache import over_budget, sliced_backward, window_slices
 
 FILLER = "the a movie film was is plot actors john smith lives in paris works at acme corp london".split()
@@ -53,15 +54,17 @@ def test_sliced_backward_gives_the_gradients_of_one_forward_over_every_window(ti
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_sliced_backward_replays_each_slices_dropout_masks(tiny_llama):
+@pytest.mark.parametrize("dropout", [FastDropout, torch.nn.Dropout])
+def test_sliced_backward_replays_each_slices_dropout_masks(tiny_llama, dropout):
     """With dropout on, the second forward of each slice must draw the masks of the first, else its
-    gradient belongs to another forward than the states the head saw."""
+    gradient belongs to another forward than the states the head saw (labeltune's own LoRA dropout on
+    a CPU, and torch's)."""
     model = tiny_label_model(tiny_llama, long_documents="window", max_length=10, template="none").train()
     lora_layers = [m for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)]
     assert lora_layers
     for m in lora_layers:  # LoRA dropout 0.3 inside every slice's forward (the helper builds it off)
         for name in list(m.lora_dropout):
-            m.lora_dropout[name] = torch.nn.Dropout(0.3)
+            m.lora_dropout[name] = dropout(0.3)
     rng = random.Random(1)
     batch = _windowed_batch(model, [_text(rng, 50)], [2])
     width = batch["input_ids"].shape[1]

@@ -140,7 +140,7 @@ class ModelSettings:
 class LoraSettings:
     r: int | None = field(default=None, metadata={"help": "LoRA rank (paper: 12); None: the task's (sequence 16, token 64)"})
     alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (paper: 32); None: twice the rank"})
-    dropout: float | None = field(default=None, metadata={"help": "LoRA dropout (paper: 0.1); None: the task's (0.05 for both; 0 trains ~20% faster on a CPU, docs/RESULTS.md)"})
+    dropout: float | None = field(default=None, metadata={"help": "LoRA dropout (paper: 0.1); None: the task's (0.05 for both; 0 trains faster on a CPU, docs/BENCHMARKS.md)"})
     target_modules: str | None = field(default=None, metadata={"help": "comma list of module names, or all-linear (paper: q_proj,v_proj); None: the task's (sequence q_proj,k_proj,v_proj,o_proj; token all-linear); fused qkv_proj stands in for q/k/v where a family has it"})
 
     def __post_init__(self):

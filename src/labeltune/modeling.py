@@ -26,6 +26,7 @@ from .data.examples import Encoded
 from .data.labels import LabelMap
 from .errors import ConfigError
 from .heads import label_loss
+from .lora_dropout import use_fast_lora_dropout
 from .precision import autocast_for
 from .prefix_cache import SharedPrefix
 from .tasks import get_task
@@ -85,6 +86,7 @@ class LabelModel(nn.Module):
     def __init__(self, backbone: nn.Module, tokenizer, config: RunConfig, labels: LabelMap, source: str):
         super().__init__()
         self.backbone, self.tokenizer, self.config, self.labels, self.source = backbone, tokenizer, config, labels, source
+        use_fast_lora_dropout(backbone)  # the same masks' law, a third of the CPU time (lora_dropout.py)
         self.task = get_task(config.model.task)
         base_config = self.base_model.config
         self.num_layers = base_config.num_hidden_layers
