@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast bench-quick clean
+.PHONY: install demo lint test test-fast bench-quick clean
 
 $(BIN)/labeltune: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,11 @@ install: $(BIN)/labeltune
 demo: install
 	$(BIN)/labeltune demo
 
-test: install
+# ruff's rules and version are pinned in pyproject.toml
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest -q -n 2 --durations=10
 
 test-fast: install

@@ -106,7 +106,7 @@ def test_causal_token_head_equals_llama_for_token_classification(tmp_path):
     enc, _ = encode_token_examples(ours.tokenizer, ex, None, ours.config)
     got = ours.logits(enc)
     with torch.no_grad():  # the test tokenizer maps each word to one id, so words == tokens
-        for w, e, g in zip(words, enc, got):
+        for e, g in zip(enc, got):
             expected = ref(input_ids=torch.tensor([e.input_ids])).logits[0]
             torch.testing.assert_close(g, expected, atol=1e-5, rtol=0)
 

@@ -103,10 +103,8 @@ def open_lazily(path: Path) -> IO[str]:
 
 def decoded(f: IO[str], path: Path) -> Iterator[str]:
     """The lines of ``f`` (ends kept), with a DataError naming the line where the bytes are not UTF-8."""
-    line_no = 0
     try:
-        for line_no, line in enumerate(f, start=1):
-            yield line
+        yield from f
     except UnicodeDecodeError:
         # the text layer decodes ahead in blocks: find the line that holds the bad bytes
         raise DataError(path, f"line {_undecodable_line(path)}", "is not UTF-8 text",

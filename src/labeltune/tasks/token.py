@@ -301,8 +301,8 @@ class TokenTask(Task):
         """The argmax tag of each word; words cut off by max_length are tagged O (and counted)."""
         names = model.labels.names
         tags = []
-        for e, logits in zip(examples, logits if logits is not None else model.logits(encoded)):
-            words = [names[i] for i in logits.argmax(-1).tolist()]
+        for e, word_logits in zip(examples, logits if logits is not None else model.logits(encoded)):
+            words = [names[i] for i in word_logits.argmax(-1).tolist()]
             tags.append(words + ["O"] * (len(e.tokens) - len(words)))
         return tags
 
