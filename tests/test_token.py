@@ -13,7 +13,7 @@ from conftest import shared_data
 from helpers import make_tiny_dir, tiny_label_model
 from transformers import AutoModelForTokenClassification
 
-from labeltune import DataError, LabelModel, RunConfig
+from labeltune import ConfigError, DataError, LabelModel, RunConfig
 from labeltune.config import DataSettings
 from labeltune.data.conll import normalise_tags, read_token_examples
 from labeltune.metrics import token_metrics
@@ -211,3 +211,23 @@ def test_lora_defaults_are_the_tasks_and_are_saved_resolved(tmp_path, tiny_llama
     model.save_pretrained(tmp_path / "run")
     saved = RunConfig.load(tmp_path / "run" / "config.json").lora
     assert (saved.r, saved.alpha, saved.target_modules, saved.dropout) == expected
+
+
+@pytest.mark.parametrize("task, given, expected", [
+    ("token", None, 1.0),  # the token task's: CoNLL-2003 / WNUT-17 (docs/RESULTS.md, the head at the LoRA lr)
+    ("sequence", None, 10.0),  # a fresh head needs larger steps than LoRA there (+2 points on SST-2)
+    ("token", 10.0, 10.0), ("sequence", 2.0, 2.0),  # explicit wins
+])
+def test_the_heads_learning_rate_scale_is_the_tasks_and_is_saved_resolved(tmp_path, tiny_llama, task, given, expected):
+    from labeltune.data import LabelMap
+
+    labels = ("O", "B-PER") if task == "token" else ("neg", "pos")
+    train = {} if given is None else {"head_lr_scale": given}
+    cfg = RunConfig.from_dict({"model": {"name": str(tiny_llama), "task": task}, "train": train})
+    assert cfg.train.head_lr_scale == given  # unresolved until a model is built
+    model = LabelModel.from_config(cfg, LabelMap(list(labels), "single_label"))
+    assert model.config.train.head_lr_scale == expected
+    model.save_pretrained(tmp_path / "run")
+    assert RunConfig.load(tmp_path / "run" / "config.json").train.head_lr_scale == expected
+    with pytest.raises(ConfigError, match="positive"):
+        RunConfig.from_dict({"model": {"name": str(tiny_llama), "task": task}, "train": {"head_lr_scale": 0}})

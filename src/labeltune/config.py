@@ -200,7 +200,7 @@ class DataSettings:
 class TrainSettings:
     epochs: float | None = field(default=None, metadata={"help": "passes over the training data (fractions allowed); None: sized to the data (labeltune.recipe)"})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate for LoRA (the head: x head_lr_scale); None: the recipe's (1e-3)"})
-    head_lr_scale: float = field(default=10.0, metadata={"help": "the head's learning rate is lr x this (a fresh head needs larger steps than LoRA; +2 points on SST-2)"})
+    head_lr_scale: float | None = field(default=None, metadata={"help": "the head's learning rate is lr x this; None: the task's (sequence 10: a fresh head needs larger steps than LoRA, +2 points on SST-2; token 1)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float | None = field(default=None, metadata={"help": "fraction of steps with linear warm-up, then linear decay to 0; None: the recipe's (0.1)"})
     batch_size: int | None = field(default=None, metadata={"help": "examples per step (padded/bucketed), upper bound when packed; None: sized to the data (8 / 16 / 32)"})
@@ -226,8 +226,8 @@ class TrainSettings:
         _check(self.batching, BATCHING, "batching")
         _check(self.mixed_precision, ("auto", "no", "bf16", "fp16"), "mixed_precision")
         # None = sized to the data when training starts (labeltune.recipe); the run saves the values used
-        if any(v is not None and v <= 0 for v in (self.epochs, self.lr, self.batch_size)) or \
-                self.grad_accum <= 0 or self.head_lr_scale <= 0:
+        if any(v is not None and v <= 0 for v in (self.epochs, self.lr, self.batch_size, self.head_lr_scale)) or \
+                self.grad_accum <= 0:
             raise ConfigError("epochs, lr, head_lr_scale, batch_size and grad_accum must be positive")
         _check(self.calibration, ("auto", "none"), "calibration")
         if self.checkpoint_every < 0 or self.keep_checkpoints < 1:

@@ -38,6 +38,7 @@ class Task:
     default_head_dropout = 0.0
     default_head_bias = True
     default_unmask = "none"
+    default_head_lr_scale = 10.0  # the head's learning rate over LoRA's (train.head_lr_scale)
     # alpha: twice the rank. LoRA dropout 0.05: without it a CPU step is ~20% faster and SST-2 at 2,000
     # scores as well (89.4% vs 88.8%), but the sizes sweep lost at 100 examples (TREC-6 82.2 vs 88.8,
     # SST-2 82.8 vs 84.8) and at 1,000 (-1.2, -1.8) for +0.6 to +2.4 at 300 (docs/RESULTS.md)
@@ -55,7 +56,7 @@ class Task:
 
     def with_defaults(self, config: "RunConfig") -> "RunConfig":
         """``config`` with this task's defaults for the settings left at None (head dropout and bias,
-        unmasked layers, LoRA rank, alpha, target modules and dropout): resolved when a model is built and saved
+        unmasked layers, LoRA rank, alpha, target modules and dropout, the head's lr scale): resolved when a model is built and saved
         with the run, so a later switch of task never inherits another task's default."""
         m, lora = config.model, config.lora
         r = self.default_lora["r"] if lora.r is None else lora.r
@@ -65,7 +66,9 @@ class Task:
             "unmask": self.default_unmask if m.unmask is None else m.unmask},
             "lora": {"r": r, "alpha": 2 * r if lora.alpha is None else lora.alpha,
                      "target_modules": lora.target_modules or self.default_lora["target_modules"],
-                     "dropout": self.default_lora["dropout"] if lora.dropout is None else lora.dropout}})
+                     "dropout": self.default_lora["dropout"] if lora.dropout is None else lora.dropout},
+            "train": {"head_lr_scale": self.default_head_lr_scale if config.train.head_lr_scale is None
+                      else config.train.head_lr_scale}})
 
     # ---- data -----------------------------------------------------------------------------------
     def read(self, source: Any, config: "RunConfig", require_labels: bool = True) -> list:
