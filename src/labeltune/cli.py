@@ -110,6 +110,8 @@ def train(
     max_tokens_per_batch: Optional[int] = typer.Option(None), grad_accum: Optional[int] = typer.Option(None),
     seed: Optional[int] = typer.Option(None), class_weights: Optional[str] = typer.Option(None),
     focal_gamma: Optional[float] = typer.Option(None, help="focal loss exponent (default 0: cross-entropy)"),
+    ema_decay: Optional[float] = typer.Option(None, help="keep a moving average of the trained weights with this "
+                                              "decay, e.g. 0.99 (default 0: the last weights)"),
     warmup_ratio: Optional[float] = typer.Option(None), weight_decay: Optional[float] = typer.Option(None),
     mixed_precision: Optional[str] = typer.Option(None), time_budget_s: Optional[float] = typer.Option(None),
     gradient_checkpointing: Optional[bool] = typer.Option(None),

@@ -210,6 +210,7 @@ class TrainSettings:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 disables)"})
     class_weights: str = field(default="none", metadata={"help": "none, balanced, or comma list of weights in label order"})
     focal_gamma: float = field(default=0.0, metadata={"help": "single-label loss: focal loss exponent (Lin et al. 2017; (1 - p)^gamma down-weights the examples or tokens already right, e.g. the many O tags); 0: cross-entropy"})
+    ema_decay: float = field(default=0.0, metadata={"help": "evaluate and keep an exponential moving average of the trainable weights with this decay (e.g. 0.99: ~the last 100 steps; weight_average.py); 0: the last weights"})
     seed: int = field(default=42, metadata={"help": "seed for initialisation, shuffling and dropout"})
     mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 where the hardware has it natively: recent GPUs, CPUs with AVX512-BF16/AMX; else fp32), no, bf16, fp16"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward to save memory"})
@@ -236,6 +237,8 @@ class TrainSettings:
             raise ConfigError(f"calibration_split={self.calibration_split} must be in [0, 0.9)")
         if self.warmup_ratio is not None and not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1) (0: off; 0.99 averages ~the last 100 steps)")
         if not 0.0 <= self.focal_gamma <= 10.0:
             raise ConfigError(f"focal_gamma={self.focal_gamma} must be in [0, 10] (0: cross-entropy; 2 is usual)")
         if self.class_weights not in ("none", "balanced"):

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from .data.readers import source_name
 from .recipe import size_recipe
 from .rundir import check_output
 from .tasks import get_task
+from .weight_average import WeightAverage
 
 __all__ = ["fit"]
 
@@ -221,6 +223,11 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaces them (DTensors) in prepare
     rank, world = accelerator.process_index, accelerator.num_processes
 
+    # the averaged weights are what is evaluated, chosen as best and saved (weight_average.py)
+    if t_cfg.ema_decay and sharded:
+        raise ConfigError("train.ema_decay is not supported with sharded parameters (FSDP / ZeRO-3); "
+                          "train with DDP or without it")
+    average = WeightAverage(params, t_cfg.ema_decay) if t_cfg.ema_decay else None
     metric_name, higher = task.primary_metric(labels)
     best: dict[str, Any] = {"score": None, "state": None, "metrics": None, "epoch": None}
     history, train_log = [], []
@@ -243,6 +250,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                               f"settings and data, or remove {ckpt.folder} to start over")
         raw.load_state_dict(trainable, strict=False)
         optimizer.load_state_dict(saved["optimizer"])
+        if average is not None:
+            average.load_state_dict(saved["average"])
         scheduler.load_state_dict(saved["scheduler"])
         best, history, train_log = saved["best"], saved["history"], saved["train_log"]
         step, tokens, eval_time = saved["step"], saved["tokens"], saved["eval_time"]
@@ -256,7 +265,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
             return
         saved = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
                  "best": best, "history": history, "train_log": train_log, "step": step, "tokens": tokens,
-                 "eval_time": eval_time, "running": (running, seen)}
+                 "eval_time": eval_time, "running": (running, seen),
+                 "average": average.state_dict() if average is not None else None}
         ckpt.save(step, raw.trainable_state(), saved, {"step": step, "epoch": epoch, "batches_done": batches_done,
                                                      "elapsed_s": time.perf_counter() - t0, "fingerprint": fingerprint})
 
@@ -291,6 +301,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                 optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
+                    if average is not None:
+                        average.update()
                 optimizer.zero_grad(set_to_none=True)
             tokens += batch["real_tokens"] if batch.get("loss_scale", 1.0) else 0
             running, seen = running + loss.item(), seen + 1
@@ -310,29 +322,31 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                 break
             if t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0:
                 save_checkpoint(epoch, done_in_epoch)
-        if eval_enc is not None:
-            t_eval = time.perf_counter()
-            # every process scores its share; with sharded parameters every process scores all, in step
-            logits = raw.logits(eval_enc) if sharded else _sharded_logits(raw, eval_enc, rank, world)
-            eval_time += time.perf_counter() - t_eval
-        if eval_enc is not None and (accelerator.is_main_process or sharded):
-            t_eval = time.perf_counter()
-            metrics, _ = task.evaluate(raw, eval_ex, eval_enc, logits)
-            eval_time += time.perf_counter() - t_eval
-            entry = {"event": "eval", "step": step, "epoch": epoch + 1, metric_name: metrics[metric_name],
-                     "eval_loss": metrics.get("loss"), "elapsed_s": time.perf_counter() - t0}
-            train_log.append(entry)
-            history.append(entry)
-            echo(f"epoch {epoch + 1}: eval {metric_name} {metrics[metric_name]:.4f}")
-            score = metrics[metric_name]
-            improved = best["score"] is None or (score > best["score"] if higher else score < best["score"])
-            if sharded and world > 1:  # the main process decides: a last-bit difference must not split them
-                from accelerate.utils import broadcast_object_list
+        # the averaged weights, where kept (train.ema_decay), are the ones scored and kept as the best
+        with average.applied() if average is not None and eval_enc is not None else nullcontext():
+            if eval_enc is not None:
+                t_eval = time.perf_counter()
+                # every process scores its share; with sharded parameters every process scores all, in step
+                logits = raw.logits(eval_enc) if sharded else _sharded_logits(raw, eval_enc, rank, world)
+                eval_time += time.perf_counter() - t_eval
+            if eval_enc is not None and (accelerator.is_main_process or sharded):
+                t_eval = time.perf_counter()
+                metrics, _ = task.evaluate(raw, eval_ex, eval_enc, logits)
+                eval_time += time.perf_counter() - t_eval
+                entry = {"event": "eval", "step": step, "epoch": epoch + 1, metric_name: metrics[metric_name],
+                         "eval_loss": metrics.get("loss"), "elapsed_s": time.perf_counter() - t0}
+                train_log.append(entry)
+                history.append(entry)
+                echo(f"epoch {epoch + 1}: eval {metric_name} {metrics[metric_name]:.4f}")
+                score = metrics[metric_name]
+                improved = best["score"] is None or (score > best["score"] if higher else score < best["score"])
+                if sharded and world > 1:  # the main process decides: a last-bit difference must not split them
+                    from accelerate.utils import broadcast_object_list
 
-                improved = broadcast_object_list([improved])[0]
-            if improved:
-                best.update(score=score, state=full_trainable_state(raw) if sharded else raw.trainable_state(),
-                            metrics=metrics, epoch=epoch + 1)
+                    improved = broadcast_object_list([improved])[0]
+                if improved:
+                    best.update(score=score, state=full_trainable_state(raw) if sharded else raw.trainable_state(),
+                                metrics=metrics, epoch=epoch + 1)
         if stop:
             break
         save_checkpoint(epoch + 1, 0)
@@ -349,6 +363,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
             load_trainable_state(raw, best["state"])
         else:
             raw.load_state_dict(best["state"], strict=False)
+    elif average is not None:  # no evaluation data: the average of the last steps
+        average.copy_to_params()
     final = dict(best["metrics"] or {})
     if t_cfg.calibration == "auto":
         final = _calibrate(raw, task, final, cal_ex, eval_ex, eval_enc, train_name, eval_name)
