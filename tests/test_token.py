@@ -231,3 +231,25 @@ def test_the_heads_learning_rate_scale_is_the_tasks_and_is_saved_resolved(tmp_pa
     assert RunConfig.load(tmp_path / "run" / "config.json").train.head_lr_scale == expected
     with pytest.raises(ConfigError, match="positive"):
         RunConfig.from_dict({"model": {"name": str(tiny_llama), "task": task}, "train": {"head_lr_scale": 0}})
+
+
+@pytest.mark.parametrize("task, given, expected", [("token", None, 1.0), ("sequence", None, 10.0), ("token", 3.0, 3.0)])
+def test_training_gives_the_head_the_resolved_learning_rate(tiny_llama, monkeypatch, task, given, expected):
+    import labeltune
+
+    groups = []
+
+    class Recording(torch.optim.AdamW):
+        def __init__(self, params, **kw):
+            super().__init__(params, **kw)
+            groups.append([(g["lr"], len(g["params"])) for g in self.param_groups])
+
+    monkeypatch.setattr(torch.optim, "AdamW", Recording)
+    rows = ([{"tokens": ["john", "lives", "here"], "tags": ["B-PER", "O", "O"]}] * 4 if task == "token"
+            else [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}] * 2)
+    extra = {} if given is None else {"head_lr_scale": given}
+    model = labeltune.train(rows, model=str(tiny_llama), task=task, lr=2e-3, max_steps=1, progress=False,
+                            echo=lambda s: None, calibration="none", **extra)
+    (body, head), = groups
+    assert body[0] == 2e-3 and head[0] == pytest.approx(2e-3 * expected)
+    assert head[1] == len([p for p in model.head.parameters() if p.requires_grad])
