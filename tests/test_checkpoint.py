@@ -133,5 +133,5 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, tiny_llama, mon
         labeltune.train(ROWS, output=tmp_path / "run", **_train_kwargs(tiny_llama))
     monkeypatch.setattr(Checkpoints, "save", real)
     kwargs = {**_train_kwargs(tiny_llama), "seed": 4}
-    with pytest.raises(ConfigError, match="other config"):
+    with pytest.raises(ConfigError, match=r"other config \(train\.seed: 3 -> 4\)"):
         labeltune.train(ROWS, output=tmp_path / "run", resume=True, **kwargs)

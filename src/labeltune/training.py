@@ -246,8 +246,14 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
         trainable, saved, where = Checkpoints.load(resumed)
         if where["fingerprint"] != fingerprint:
             changed = sorted(k for k in fingerprint if where["fingerprint"].get(k) != fingerprint[k])
-            raise ConfigError(f"{resumed} was written by a run with other {', '.join(changed)}; resume with the same "
-                              f"settings and data, or remove {ckpt.folder} to start over")
+            then, now = where["fingerprint"].get("config", {}), fingerprint["config"]
+            settings = [f"{section}.{key}: {then.get(section, {}).get(key, '(absent)')!r} -> {value!r}"
+                        for section, values in now.items() for key, value in values.items()
+                        if then.get(section, {}).get(key, "(absent)") != value]
+            detail = f" ({'; '.join(settings)})" if settings else ""
+            raise ConfigError(f"{resumed} was written by a run with other {', '.join(changed)}{detail}; resume with "
+                              f"the same settings and data (a setting whose default changed between versions: "
+                              f"give the old value), or remove {ckpt.folder} to start over")
         raw.load_state_dict(trainable, strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         if average is not None:
