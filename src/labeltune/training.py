@@ -22,7 +22,6 @@ from .data.readers import source_name
 from .recipe import size_recipe
 from .rundir import check_output
 from .tasks import get_task
-from .weight_average import WeightAverage
 
 __all__ = ["fit"]
 
@@ -227,6 +226,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     if t_cfg.ema_decay and sharded:
         raise ConfigError("train.ema_decay is not supported with sharded parameters (FSDP / ZeRO-3); "
                           "train with DDP or without it")
+    from .weight_average import WeightAverage  # torch: not before the data are checked
+
     average = WeightAverage(params, t_cfg.ema_decay) if t_cfg.ema_decay else None
     metric_name, higher = task.primary_metric(labels)
     best: dict[str, Any] = {"score": None, "state": None, "metrics": None, "epoch": None}
