@@ -203,8 +203,9 @@ class TokenTask(Task):
     # 1,000): WNUT-17 the same over three seeds (45.7 vs 45.5), CoNLL-2003 77.8 vs 85.2 (ner_wnut_seeds.yaml)
     min_passes = 10.0
     # the head at LoRA's learning rate (1e-3), not the sequence task's 10x: CoNLL-2003 at 300 / 1,000
-    # sentences 76.7 / 87.2 entity F1 vs 68.5 / 84.8 (seed 0), WNUT-17 at 1,000 48.9 ± 1.4 vs 46.2 ± 3.5
-    # over three seeds (docs/RESULTS.md, "The head at the LoRA learning rate"; the sizes sweep's cells)
+    # sentences 76.7 / 87.2 entity F1 vs 68.5 / 84.8, WNUT-17 at 300 36.2 vs 30.4 (the sizes sweep's seed-0
+    # cells), WNUT-17 at 1,000 48.9 ± 1.4 vs 46.2 ± 3.5 over three seeds (docs/RESULTS.md, "Data-size sweep"
+    # and "The head at the LoRA learning rate")
     default_head_lr_scale = 1.0
     report_metrics = ("f1",)
 
