@@ -11,6 +11,11 @@ from transformers import AutoConfig, PreTrainedTokenizerFast
 WORDS = ("the a movie film was is great good bad awful terrible fine boring fun loved hated plot actors "
          "john smith lives in paris works at acme corp london new york visited google city").split()
 
+# a small two-label sentiment set, 24 rows (checkpoint and weight-average runs on the tiny model)
+SENTIMENT_ROWS = [{"text": t, "label": y} for t, y in [("the movie was great", "pos"), ("bad acting", "neg"),
+                                                       ("loved the plot", "pos"), ("awful film", "neg"),
+                                                       ("great fun", "pos"), ("boring plot", "neg")] * 4]
+
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=256, vocab_size=len(WORDS) + 4)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import SENTIMENT_ROWS
+
 from labeltune import ConfigError, LabelModel
 from labeltune.checkpoint import CheckpointError, Checkpoints, checkpoint_folder
 
-ROWS = [{"text": t, "label": y} for t, y in [("the movie was great", "pos"), ("bad acting", "neg"),
-                                             ("loved the plot", "pos"), ("awful film", "neg"),
-                                             ("great fun", "pos"), ("boring plot", "neg")] * 4]
+ROWS = SENTIMENT_ROWS
 
 # the child trains with a pause after each optimiser step (so the parent can kill it mid-run)
 CHILD = """

@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 
+from helpers import SENTIMENT_ROWS
+
 from labeltune import ConfigError, LabelModel, RunConfig
 from labeltune.checkpoint import Checkpoints
 from labeltune.weight_average import WeightAverage
 
-ROWS = [{"text": t, "label": y} for t, y in [("the movie was great", "pos"), ("bad acting", "neg"),
-                                             ("loved the plot", "pos"), ("awful film", "neg"),
-                                             ("great fun", "pos"), ("boring plot", "neg")] * 4]
+ROWS = SENTIMENT_ROWS
 
 
 def test_the_average_follows_the_warmed_up_recursion_and_swaps_in_and_out():
