@@ -123,6 +123,38 @@ def test_two_processes_predict_one_file_into_one_ordered_output(tmp_path, tiny_l
     assert two == LabelModel.from_pretrained(tmp_path / "run").predict(texts)  # all 15, in input order
 
 
+FAST_CLOCK = """
+import os, sys, time
+import labeltune, labeltune.training
+class Clock:  # rank 0's clock runs 10,000x fast: it is out of a 60 s budget after its first step
+    def __getattr__(self, name):
+        return getattr(time, name)
+    def perf_counter(self):
+        return time.perf_counter() * (10000.0 if os.environ.get("RANK", "0") == "0" else 1.0)
+labeltune.training.time = Clock()
+rows = [{{"text": t, "label": y}} for t, y in [("the movie was great", "pos"), ("bad acting", "neg"),
+        ("loved the plot", "pos"), ("awful film", "neg")] * 8]
+labeltune.train(rows, None, model={model!r}, output=sys.argv[1], progress=False, epochs=3, batch_size=4,
+                time_budget_s=60, mixed_precision="no", calibration="none")
+"""
+
+
+def test_a_process_out_of_time_stops_every_process_at_the_same_step(tmp_path, tiny_llama):
+    # each process reads its own clock; if only the one out of time stopped, the other would wait
+    # for it in the next gradient all-reduce until the timeout
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    script = tmp_path / "child.py"
+    script.write_text(FAST_CLOCK.format(model=str(tiny_llama)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(_port()), str(script),
+                           str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["steps"] == 1  # of 24 planned: both stopped after the first
+
+
 def _bitsandbytes() -> bool:
     import importlib.util
 

@@ -36,7 +36,8 @@ def model_card(model, metrics: dict[str, Any] | None = None, exported: bool = Fa
         "problem_type": model.labels.problem_type,
         "metrics": _headline(metrics),
         "labeltune": {"version": __version__, "task": task, "pooling": cfg.model.pooling, "unmask": cfg.model.unmask,
-                      "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": cfg.lora.target_modules},
+                      "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": cfg.lora.target_modules,
+                               "layers": cfg.lora.layers},
                       "merged": exported},
     }
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in _headline(metrics).items()) or "| (no evaluation) | |"

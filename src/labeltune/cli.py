@@ -83,6 +83,8 @@ def train(
     lora_r: Optional[int] = typer.Option(None), lora_alpha: Optional[int] = typer.Option(None),
     lora_dropout: Optional[float] = typer.Option(None),
     lora_target_modules: Optional[str] = typer.Option(None, help="comma list or all-linear"),
+    lora_layers: Optional[str] = typer.Option(None, help="all | from:K | from:F | i,j,k: the decoder layers that get "
+                                              "adapters (from:0.5 trains faster: the backward pass stops there)"),
     text_column: Optional[str] = typer.Option(None), text_pair_column: Optional[str] = typer.Option(None),
     label_column: Optional[str] = typer.Option(None),
     tokens_column: Optional[str] = typer.Option(None, help="token task, JSONL/datasets: the word-list column"),

@@ -41,11 +41,12 @@ def _check(value, allowed, name):
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, allowed))}")
 
 
-def parse_unmask(spec: str, num_layers: int | None) -> frozenset[int]:
-    """'none' | 'all' | 'from:K' | 'from:F' | 'i,j,k' -> the set of bidirectional layer indices
-    (K a layer index; F a fraction of the depth in [0, 1): from:0.33 of 30 layers = from:10).
+def parse_unmask(spec: str, num_layers: int | None, setting: str = "unmask") -> frozenset[int]:
+    """'none' | 'all' | 'from:K' | 'from:F' | 'i,j,k' -> a set of layer indices (the bidirectional
+    layers for ``unmask``, the adapted ones for ``lora.layers``; K a layer index; F a fraction of the
+    depth in [0, 1): from:0.33 of 30 layers = from:10).
 
-    With ``num_layers=None`` only the syntax is checked.
+    With ``num_layers=None`` only the syntax is checked; ``setting`` names the setting in errors.
     """
     spec = str(spec).strip().lower()
     n = num_layers if num_layers is not None else 10**6
@@ -69,13 +70,13 @@ def parse_unmask(spec: str, num_layers: int | None) -> frozenset[int]:
         else:
             layers = {int(x) for x in spec.split(",") if x.strip()}
     except ValueError:
-        raise ConfigError(f"unmask={spec!r} is not valid; use none, all, from:K (a layer), from:F (a fraction in "
+        raise ConfigError(f"{setting}={spec!r} is not valid; use none, all, from:K (a layer), from:F (a fraction in "
                           "[0, 1) of the depth, e.g. from:0.33) or a list like 0,5,11") from None
     except IndexError:
-        raise ConfigError(f"unmask={spec!r}: K must be in 0..{n - 1} (the model has {n} layers)") from None
+        raise ConfigError(f"{setting}={spec!r}: K must be in 0..{n - 1} (the model has {n} layers)") from None
     bad = sorted(i for i in layers if i < 0 or i >= n)
     if bad:
-        raise ConfigError(f"unmask={spec!r}: layers {bad} do not exist; the model has layers 0..{n - 1}")
+        raise ConfigError(f"{setting}={spec!r}: layers {bad} do not exist; the model has layers 0..{n - 1}")
     return frozenset(layers)
 
 
@@ -138,10 +139,11 @@ class ModelSettings:
 
 @dataclass
 class LoraSettings:
-    r: int | None = field(default=None, metadata={"help": "LoRA rank (paper: 12); None: the task's (sequence 16, token 64)"})
+    r: int | None = field(default=None, metadata={"help": "LoRA rank (paper: 12); None: the task's (sequence 16, token 32)"})
     alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (paper: 32); None: twice the rank"})
     dropout: float | None = field(default=None, metadata={"help": "LoRA dropout (paper: 0.1); None: the task's (0.05 for both; 0 trains faster on a CPU, docs/BENCHMARKS.md)"})
     target_modules: str | None = field(default=None, metadata={"help": "comma list of module names, or all-linear (paper: q_proj,v_proj); None: the task's (sequence q_proj,k_proj,v_proj,o_proj; token all-linear); fused qkv_proj stands in for q/k/v where a family has it"})
+    layers: str | None = field(default=None, metadata={"help": "decoder layers that get adapters: all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; the backward pass stops at the lowest adapted layer, so from:0.5 trains faster; None: the task's (all)"})
 
     def __post_init__(self):
         if (self.r is not None and self.r <= 0) or (self.alpha is not None and self.alpha <= 0):
@@ -152,6 +154,11 @@ class LoraSettings:
             self.target_modules = ",".join(self.target_modules)
         if self.target_modules is not None and not self.target_modules.strip():
             raise ConfigError("LoRA target_modules is empty; give e.g. q_proj,v_proj or all-linear")
+        if self.layers is not None:
+            self.layers = str(self.layers).replace(" ", "").lower()
+            if self.layers in ("none", ""):
+                raise ConfigError(f"lora.layers={self.layers!r} adapts nothing; give all, from:K, from:F or i,j,k")
+            parse_unmask(self.layers, num_layers=None, setting="lora.layers")  # syntax; the range is checked at load
 
     def modules(self) -> str | list[str]:
         t = self.target_modules.strip()

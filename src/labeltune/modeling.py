@@ -7,6 +7,7 @@ the input format of the sequence task is ``self.template``; the run directory is
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,20 @@ def _apply_lora(backbone, lora) -> nn.Module:
         if missing:
             raise ConfigError(f"LoRA target modules {missing} do not exist in this model; its linear layers are "
                               f"{', '.join(sorted(names))} (or use all-linear)")
-    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, bias="none")
+    layers = layers_pattern = None
+    if lora.layers != "all":  # peft selects layers by index only with a list of module names
+        n = backbone.config.num_hidden_layers
+        layers = sorted(parse_unmask(lora.layers, n, setting="lora.layers"))
+        # the decoder layers' linear modules, by name: "layers.12.mlp.up_proj" -> ("layers", "up_proj")
+        in_layers = [m.groups() for name, module in backbone.named_modules() if isinstance(module, nn.Linear)
+                     for m in [re.match(r"(?:.*\.)?([^.]+)\.\d+\.(?:.*\.)?([^.]+)$", name)] if m]
+        if not in_layers:
+            raise ConfigError(f"lora.layers={lora.layers!r}: no numbered decoder layers found in this model; use all")
+        layers_pattern = in_layers[0][0]
+        if targets == "all-linear":  # what peft's all-linear means: every linear layer inside the decoder layers
+            targets = sorted({leaf for _, leaf in in_layers})
+    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, bias="none",
+                     layers_to_transform=layers, layers_pattern=layers_pattern)
     with warnings.catch_warnings():  # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(backbone, cfg)

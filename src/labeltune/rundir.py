@@ -92,6 +92,7 @@ def read_run(path: str | Path) -> RunFiles:
     """Check and read a run directory, applying the migrations of runs from older versions:
     - no ``data.template`` (before templates existed): the texts were fed raw, ``none``;
     - no ``model.head_bias`` (before 0.4): every head had a bias;
+    - no ``lora.layers`` (before 0.10): every decoder layer had adapters;
     - written before 0.2 with max pooling: the template's closing tokens were pooled
       (``RunFiles.max_pools_closing``)."""
     from packaging.version import Version
@@ -107,6 +108,8 @@ def read_run(path: str | Path) -> RunFiles:
         config = config.with_overrides({"data": {"template": "none"}})
     if "head_bias" not in raw.get("model", {}):
         config = config.with_overrides({"model": {"head_bias": True}})
+    if "layers" not in raw.get("lora", {}):
+        config = config.with_overrides({"lora": {"layers": "all"}})
     info = json.loads((path / "backbone.json").read_text(encoding="utf-8"))
     files = RunFiles(path, config, LabelMap.load(path / "labels.json"), info)
     files.max_pools_closing = config.model.pooling == "max" and (

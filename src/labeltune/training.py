@@ -324,7 +324,12 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
                                   "lr": scheduler.get_last_lr()[0], "real_tokens_per_s": tokens / elapsed,
                                   "elapsed_s": elapsed})
                 running, seen = 0.0, 0
-            if step >= total_steps or (t_cfg.time_budget_s and elapsed > t_cfg.time_budget_s):
+            out_of_time = bool(t_cfg.time_budget_s) and elapsed > t_cfg.time_budget_s
+            if t_cfg.time_budget_s and world > 1:  # the first process out of time stops them all at this step
+                if out_of_time:  # (each reads its own clock; one stopping alone would hang the others)
+                    accelerator.set_trigger()
+                out_of_time = accelerator.check_trigger()
+            if step >= total_steps or out_of_time:
                 stop = True
                 break
             if t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0:

@@ -42,7 +42,7 @@ class Task:
     # alpha: twice the rank. LoRA dropout 0.05: without it a CPU step is ~20% faster and SST-2 at 2,000
     # scores as well (89.4% vs 88.8%), but the sizes sweep lost at 100 examples (TREC-6 82.2 vs 88.8,
     # SST-2 82.8 vs 84.8) and at 1,000 (-1.2, -1.8) for +0.6 to +2.4 at 300 (docs/RESULTS.md)
-    default_lora = {"r": 16, "target_modules": "q_proj,k_proj,v_proj,o_proj", "dropout": 0.05}
+    default_lora = {"r": 16, "target_modules": "q_proj,k_proj,v_proj,o_proj", "dropout": 0.05, "layers": "all"}
     min_passes = 0.0  # the recipe's floor on passes over the training data (recipe.py); 0: none
     report_metrics: tuple[str, ...] = ()  # the columns of bench tables
     calibrates = False  # whether ``calibrate`` fits anything (training skips the evaluation pass if not)
@@ -56,7 +56,7 @@ class Task:
 
     def with_defaults(self, config: "RunConfig") -> "RunConfig":
         """``config`` with this task's defaults for the settings left at None (head dropout and bias,
-        unmasked layers, LoRA rank, alpha, target modules and dropout, the head's lr scale): resolved when a model is built and saved
+        unmasked layers, LoRA rank, alpha, target modules, dropout and layers, the head's lr scale): resolved when a model is built and saved
         with the run, so a later switch of task never inherits another task's default."""
         m, lora = config.model, config.lora
         r = self.default_lora["r"] if lora.r is None else lora.r
@@ -66,7 +66,8 @@ class Task:
             "unmask": self.default_unmask if m.unmask is None else m.unmask},
             "lora": {"r": r, "alpha": 2 * r if lora.alpha is None else lora.alpha,
                      "target_modules": lora.target_modules or self.default_lora["target_modules"],
-                     "dropout": self.default_lora["dropout"] if lora.dropout is None else lora.dropout},
+                     "dropout": self.default_lora["dropout"] if lora.dropout is None else lora.dropout,
+                     "layers": self.default_lora["layers"] if lora.layers is None else lora.layers},
             "train": {"head_lr_scale": self.default_head_lr_scale if config.train.head_lr_scale is None
                       else config.train.head_lr_scale}})
 

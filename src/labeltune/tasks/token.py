@@ -196,7 +196,7 @@ class TokenTask(Task):
     # 69.1 / 85.2 / 31.7 / 41.1 — WNUT-17 at 1,000 over three seeds: 45.5 ± 4.4 vs the encoder's
     # 51.0 ± 0.8, ner_wnut_seeds.yaml); and LoRA dropout 0.05: without it (rank 64) CoNLL-2003 at 300
     # fell to 71.3 (from 74.0) and WNUT-17 to 18.4 (from 30.8) (benchmarks/suites/ner_lora_dropout.yaml)
-    default_lora = {"r": 32, "target_modules": "all-linear", "dropout": 0.05}
+    default_lora = {"r": 32, "target_modules": "all-linear", "dropout": 0.05, "layers": "all"}
     # at least 10 passes of 16 (recipe.py: that floor at most 640 steps): CoNLL-2003 at 1,000 sentences,
     # 2.4 passes (150 steps) 75.3 entity F1, 6 passes 83.4, 10 passes 84.1 (the encoder: 83.9 with its
     # 10 passes); docs/RESULTS.md, benchmarks/suites/ner_steps.yaml. Capped at 400 steps (6.4 passes at
