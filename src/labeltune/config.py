@@ -70,7 +70,7 @@ def parse_unmask(spec: str, num_layers: int | None, setting: str = "unmask") -> 
         else:
             layers = {int(x) for x in spec.split(",") if x.strip()}
     except ValueError:
-        raise ConfigError(f"{setting}={spec!r} is not valid; use none, all, from:K (a layer), from:F (a fraction in "
+        raise ConfigError(f"{setting}={spec!r} is not valid; use {'none, ' if setting == 'unmask' else ''}all, from:K (a layer), from:F (a fraction in "
                           "[0, 1) of the depth, e.g. from:0.33) or a list like 0,5,11") from None
     except IndexError:
         raise ConfigError(f"{setting}={spec!r}: K must be in 0..{n - 1} (the model has {n} layers)") from None

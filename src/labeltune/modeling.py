@@ -59,7 +59,7 @@ def _apply_lora(backbone, lora) -> nn.Module:
             raise ConfigError(f"LoRA target modules {missing} do not exist in this model; its linear layers are "
                               f"{', '.join(sorted(names))} (or use all-linear)")
     layers = layers_pattern = None
-    if lora.layers != "all":  # peft selects layers by index only with a list of module names
+    if lora.layers not in (None, "all"):  # peft selects layers by index only with a list of module names
         n = backbone.config.num_hidden_layers
         layers = sorted(parse_unmask(lora.layers, n, setting="lora.layers"))
         # the decoder layers' linear modules, by name: "layers.12.mlp.up_proj" -> ("layers", "up_proj")

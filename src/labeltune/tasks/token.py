@@ -186,7 +186,9 @@ class TokenTask(Task):
     default_head_dropout = 0.1
     # bidirectional attention in every layer (the paper's LS-unLLaMA): with this LoRA and schedule it led
     # from:0.33 on all four cells of CoNLL-2003 / WNUT-17 at 300 / 1,000 sentences (docs/RESULTS.md,
-    # "WNUT-17 after the sweep"; benchmarks/suites/ner_unmask_all.yaml)
+    # "WNUT-17 after the sweep"; benchmarks/suites/ner_unmask_all.yaml); with 0.9's head at the LoRA rate
+    # from:0.33 won WNUT-17 at 300 (40.8 vs 36.2) and lost the other three, WNUT-17 at 1,000 collapsing
+    # to 13.4 (benchmarks/suites/ner_unmask_from033.yaml)
     default_unmask = "all"
     # LoRA on every linear layer: CoNLL-2003 at 300 sentences 71.0 entity F1 against 56.8 with the sequence
     # task's q/k/v/o rank 16 (docs/RESULTS.md, benchmarks/suites/ner_gap.yaml); at rank 32 rather than 64:
@@ -196,6 +198,8 @@ class TokenTask(Task):
     # 69.1 / 85.2 / 31.7 / 41.1 — WNUT-17 at 1,000 over three seeds: 45.5 ± 4.4 vs the encoder's
     # 51.0 ± 0.8, ner_wnut_seeds.yaml); and LoRA dropout 0.05: without it (rank 64) CoNLL-2003 at 300
     # fell to 71.3 (from 74.0) and WNUT-17 to 18.4 (from 30.8) (benchmarks/suites/ner_lora_dropout.yaml)
+    # adapters on every layer: on the upper half only (lora.layers from:0.5, 1.56x faster token steps) the
+    # sweep's cells lost 0.1-9.3 entity F1 (CoNLL-2003 at 1,000: 80.2 vs 87.2; ner_lora_layers.yaml)
     default_lora = {"r": 32, "target_modules": "all-linear", "dropout": 0.05, "layers": "all"}
     # at least 10 passes of 16 (recipe.py: that floor at most 640 steps): CoNLL-2003 at 1,000 sentences,
     # 2.4 passes (150 steps) 75.3 entity F1, 6 passes 83.4, 10 passes 84.1 (the encoder: 83.9 with its
