@@ -83,15 +83,16 @@ def manual_batch(seqs: list[list[int]], pad_id: int, extra_pad: int = 0, left: b
 DATA_SETTINGS = ("template", "append_eos", "max_length", "text_pair_column", "long_documents", "window_stride")
 
 
-def tiny_label_model(model_dir, labels=("neg", "pos", "neu"), **settings):
-    """A LabelModel on ``model_dir``; ``settings`` are model settings, or data settings (DATA_SETTINGS)."""
+def tiny_label_model(model_dir, labels=("neg", "pos", "neu"), lora: dict | None = None, **settings):
+    """A LabelModel on ``model_dir``; ``settings`` are model settings, or data settings (DATA_SETTINGS);
+    ``lora`` overrides the LoRA settings (q/v adapters without dropout)."""
     from labeltune import LabelModel, RunConfig
     from labeltune.data import LabelMap
 
     data = {k: settings.pop(k) for k in DATA_SETTINGS if k in settings}
     model_settings = settings
     cfg = RunConfig.from_dict({"model": {"name": str(model_dir), **model_settings}, "data": data,
-                               "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0},
+                               "lora": {"target_modules": "q_proj,v_proj", "dropout": 0.0, **(lora or {})},
                            "train": {"mixed_precision": "no"}})  # fp32: comparisons are exact
     torch.manual_seed(0)
     model = LabelModel.from_config(cfg, LabelMap(list(labels), cfg.model.problem_type if cfg.model.task == "sequence"

@@ -4,8 +4,9 @@ the backward pass never runs there (what makes `from:0.5` faster)."""
 import pytest
 import torch
 
+from helpers import tiny_label_model
+
 from labeltune import LabelModel, RunConfig
-from labeltune.data import LabelMap
 from labeltune.data.batching import collate
 from labeltune.errors import ConfigError
 
@@ -13,17 +14,8 @@ TEXTS = ["john smith lives in paris", "the movie was great"]
 
 
 def _model(model_dir, layers: str, targets: str = "all-linear", task: str = "token") -> LabelModel:
-    cfg = RunConfig.from_dict({"model": {"name": str(model_dir), "task": task},
-                               "lora": {"target_modules": targets, "layers": layers, "dropout": 0.0},
-                               "train": {"mixed_precision": "no"}})
-    torch.manual_seed(0)
-    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"] if task == "token" else ["neg", "pos"]
-    model = LabelModel.from_config(cfg, LabelMap(labels, "single_label"))
-    with torch.no_grad():  # LoRA B starts at zero; give it values so the adapters matter
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(std=0.05)
-    return model.eval()
+    labels = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC") if task == "token" else ("neg", "pos")
+    return tiny_label_model(model_dir, labels, lora={"target_modules": targets, "layers": layers}, task=task)
 
 
 def _adapted(model) -> set[tuple[int, str]]:
