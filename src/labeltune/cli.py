@@ -102,6 +102,9 @@ def train(
     window_stride: Optional[int] = typer.Option(None, help="text tokens between window starts (default: half a window)"),
     window_pooling: Optional[str] = typer.Option(None, help="mean | max | attention: how a text's windows are "
                                                  "combined (attention: a learned query, the mean at step 0)"),
+    window_memory: Optional[bool] = typer.Option(None, help="each window also attends to its text's previous "
+                                                 "window (keys and values, no gradient), so context flows across "
+                                                 "windows; windows then follow one another"),
     append_eos: Optional[bool] = typer.Option(None, help="end each text with EOS (sequence task)"),
     template: Optional[str] = typer.Option(None, help="wrap each text: 'Review: {text}\\nSentiment:' (\\n, \\t understood)"),
     conll_tag_column: Optional[int] = typer.Option(None, help="CoNLL files: index of the tag column (-1 = last)"),

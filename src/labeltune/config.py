@@ -99,6 +99,7 @@ class ModelSettings:
     unmask: str | None = field(default=None, metadata={"help": "bidirectional layers: none, all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; None: the task's default (sequence none, token all)"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
     window_pooling: str = field(default="mean", metadata={"help": "long_documents=window: how a text's window states are combined before the head: mean, max, or attention (a learned query; the mean at step 0)"})
+    window_memory: bool = field(default=False, metadata={"help": "long_documents=window, sequence task: each window also attends to its text's previous window (its keys and values in every layer, no gradient: Transformer-XL's recurrence), so context flows across windows; windows then follow one another (default stride: a whole window)"})
     quantize: str = field(default="none", metadata={"help": "none, 4bit or 8bit: the frozen base weights loaded quantised through bitsandbytes (QLoRA; CUDA only); LoRA and the head stay in full precision"})
     head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (None: the task's default, 0.1 token task, 0 sequence)"})
     label_alignment: str = field(default="first", metadata={"help": "token task: which sub-words carry a word's label"})
@@ -268,6 +269,11 @@ class RunConfig:
         from .tasks import get_task
 
         get_task(self.model.task).check_run(self)
+        if self.model.window_memory and self.data.long_documents != "window":
+            raise ConfigError("window_memory links the windows of long texts; set long_documents=window too")
+        if self.model.window_memory and self.train.gradient_checkpointing:
+            raise ConfigError("window_memory needs each window's keys and values, which gradient checkpointing "
+                              "does not keep; turn one of them off (memory is bounded by the windows already)")
         t, pair = self.data.template, self.data.text_pair_column
         if t not in (None, "auto") and bool(pair) != ("{pair}" in t):
             raise ConfigError(f"template {t!r} " + ("has no {pair} field for text_pair_column " + repr(pair) if pair else

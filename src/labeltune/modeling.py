@@ -32,6 +32,7 @@ from .precision import autocast_for
 from .prefix_cache import SharedPrefix
 from .tasks import get_task
 from .window_cache import over_budget, sliced_logits
+from .window_memory import memory_states, uses_memory
 from .template import Template, resolve_template
 
 __all__ = ["LabelModel", "LabelOutput"]
@@ -110,6 +111,9 @@ class LabelModel(nn.Module):
         self.can_plan = base_config.model_type in attention.SUPPORTED_FAMILIES
         # the backend actually loaded (a family without SDPA falls back to its own eager attention)
         backend = base_config._attn_implementation.removeprefix("labeltune_")
+        if config.model.window_memory and self.bidirectional:
+            raise ConfigError(f"window_memory reads windows causally (each after its predecessor's keys); this run "
+                              f"unmasks layers (unmask={config.model.unmask}): set unmask none, or window_memory off")
         if self.bidirectional or config.train.batching == "packed":
             attention.check_supported(base_config, backend)
         if self.can_plan:  # stock behaviour until a forward carries a MaskPlan
@@ -183,6 +187,8 @@ class LabelModel(nn.Module):
     def pooled_states(self, batch: dict[str, Any]) -> torch.Tensor:
         """The backbone over a collated batch, pooled per group: (G, H), a state per example, per
         window of a long text (then ``score_states`` combines them per text), or per token-task unit."""
+        if uses_memory(self, batch):  # windows read in rounds, each after its predecessor's memory
+            return memory_states(self, batch)
         dev = self.device
         seg = batch["segment_ids"].to(dev)
         packed = bool((seg > 1).any())
@@ -241,8 +247,8 @@ class LabelModel(nn.Module):
         for rows in inference_batches([len(e) for e in pieces], budget):
             batch = collate(rows, pieces, self.tokenizer.pad_token_id, "none")
             with autocast:  # a text whose windows exceed the budget runs a slice of windows at a time
-                logits = (sliced_logits(self, batch, budget) if over_budget(batch, budget)
-                          else self(batch).logits).float().cpu()
+                sliced = over_budget(batch, budget) and not uses_memory(self, batch)  # rounds bound it already
+                logits = (sliced_logits(self, batch, budget) if sliced else self(batch).logits).float().cpu()
             for i, part in zip(batch["order"], self.task.split_logits(logits, batch, pieces)):
                 out[i] = part
         self.train(was_training)

@@ -137,10 +137,13 @@ class Template:
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> tuple[list[list[int]], int]:
         return encode_texts(self.tokenizer, texts, pairs, max_length, self.append_eos, self.format)
 
-    def encode_windows(self, texts: Sequence[str], max_length: int, stride: int = 0) -> list[list[list[int]]]:
+    def encode_windows(self, texts: Sequence[str], max_length: int, stride: int = 0,
+                       recurrent: bool = False) -> list[list[list[int]]]:
         """Each text as overlapping windows of at most ``max_length`` tokens, each wrapped in the
         template (its opening and closing tokens in every window); a text that fits is one window, the
-        same ids ``encode`` gives. ``stride``: text tokens between window starts (0: half a window)."""
+        same ids ``encode`` gives. ``stride``: text tokens between window starts (0: half a window).
+        ``recurrent`` (windows that read their predecessor's memory, window_memory.py): 0 means a
+        whole window, and the last window is what is left of the text (not one ending with it)."""
         whole, _ = self.encode(texts, None, 10**9)
         tok = self.tokenizer
         head, tail = special_tokens(tok)
@@ -157,15 +160,15 @@ class Template:
 
             raise ConfigError(f"max_length={max_length} leaves {room} tokens of text beside the template's "
                               f"{len(head) + len(tail)}; raise --max-length to read in windows")
-        step = stride or max(1, room // 2)
+        step = stride or (room if recurrent else max(1, room // 2))
         out = []
         for text, ids in zip(texts, whole):
             if len(ids) <= max_length:
                 out.append([ids])
                 continue
             body = tok(text, add_special_tokens=False)["input_ids"]
-            starts = list(range(0, max(len(body) - room, 0) + 1, step))
-            if starts[-1] + room < len(body):
+            starts = list(range(0, len(body), step) if recurrent else range(0, max(len(body) - room, 0) + 1, step))
+            if not recurrent and starts[-1] + room < len(body):
                 starts.append(len(body) - room)  # the last window ends with the text
             out.append([head + body[s : s + room] + tail for s in starts])
         return out

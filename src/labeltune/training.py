@@ -145,6 +145,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     from .checkpoint import Checkpoints, checkpoint_folder, rng_state, set_rng_state
     from .data.batching import plan_batches
     from .window_cache import over_budget, sliced_backward
+    from .window_memory import memory_backward, uses_memory
     from .modeling import LabelModel
     from .precision import resolve_mixed_precision
     from .sharding import (check_supported, configure_deepspeed, full_trainable_state, load_trainable_state,
@@ -297,7 +298,10 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
         for batch in loader:
             done_in_epoch += 1
             with accelerator.accumulate(model):
-                if slice_windows and over_budget(batch, budget):  # past the budget: a slice at a time
+                if slice_windows and uses_memory(raw, batch):  # windows that remember: a round at a time
+                    loss = memory_backward(raw, batch, accelerator.backward, batch.get("loss_scale", 1.0),
+                                           accelerator.autocast)
+                elif slice_windows and over_budget(batch, budget):  # past the budget: a slice at a time
                     loss = sliced_backward(raw, batch, budget, accelerator.backward, batch.get("loss_scale", 1.0),
                                            accelerator.autocast)
                 else:

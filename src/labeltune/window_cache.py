@@ -23,11 +23,11 @@ long texts only. Training uses it in a single process; with several processes th
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
-__all__ = ["over_budget", "window_slices", "sliced_logits", "sliced_backward"]
+__all__ = ["over_budget", "window_slices", "sliced_logits", "sliced_backward", "gradcache_backward"]
 
 
 def over_budget(batch: dict[str, Any], budget: int) -> bool:
@@ -71,29 +71,47 @@ def sliced_backward(model, batch: dict[str, Any], budget: int, backward: Callabl
     """Accumulate into the parameters' ``.grad`` the gradient of ``scale`` x the batch's loss, a
     slice of windows at a time (module doc); ``backward`` is the loss's backward (Accelerate's, for
     its loss scaling). Returns the loss (detached)."""
-    device = model.device
     parts = window_slices(batch, budget)
+    return gradcache_backward(model, batch, lambda: (model.pooled_states(part) for part in parts), None, backward,
+                              scale, autocast)
+
+
+def gradcache_backward(model, batch: dict[str, Any], run_parts: Callable[[], Iterator[torch.Tensor]],
+                       order: torch.Tensor | None, backward: Callable[[torch.Tensor], None], scale: float = 1.0,
+                       autocast: Callable[[], Any] = nullcontext) -> torch.Tensor:
+    """(1)-(3) of the module doc for any cut of a batch's windows into parts: ``run_parts()`` yields
+    each part's (n, H) pooled states in turn (the forward runs inside ``next``, so each part's RNG
+    state is taken just before it and replayed in (3)); ``order``: the batch rows the yielded states
+    belong to, concatenated (None: the rows in order). Returns the loss (detached)."""
+    device = model.device
     rng, states = [], []
     with torch.no_grad():  # (1) states only
-        for part in parts:
+        parts = run_parts()
+        while True:
             rng.append(_rng_state(device))
             with autocast():
-                states.append(model.pooled_states(part))
+                part_states = next(parts, None)
+            if part_states is None:
+                rng.pop()
+                break
+            states.append(part_states)
     cached = torch.cat(states).detach().requires_grad_()
+    rows = cached if order is None else cached[torch.argsort(order.to(cached.device))]
     with autocast():  # (2) head and loss: gradients of the head and of every window's state
-        logits = model.score_states(cached, batch)
+        logits = model.score_states(rows, batch)
     loss = model.loss(logits, batch)
     backward(loss * scale)
     grad = cached.grad  # already carries any loss scaling `backward` applied
     start = 0
     devices = [device] if device.type == "cuda" else []
-    for part, (cpu_state, cuda_state) in zip(parts, rng):  # (3) each slice again, with its graph
+    parts = run_parts()
+    for cpu_state, cuda_state in rng:  # (3) each part again, with its graph
         with torch.random.fork_rng(devices=devices):
             torch.set_rng_state(cpu_state)
             if cuda_state is not None:
                 torch.cuda.set_rng_state(cuda_state, device)
             with autocast():
-                part_states = model.pooled_states(part)
+                part_states = next(parts)
         n = part_states.shape[0]
         part_states.backward(grad[start:start + n].to(part_states.dtype))
         start += n

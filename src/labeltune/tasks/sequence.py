@@ -77,7 +77,8 @@ class SequenceTask(Task):
         labels = model.labels if with_targets else None
         targets = [labels.encode(e.label, str(source), e.where) for e in examples] if labels else [None] * len(examples)
         if data.long_documents == "window":  # read whole: a long text becomes windows (none is cut)
-            windows = model.template.encode_windows([e.text for e in examples], data.max_length, data.window_stride)
+            windows = model.template.encode_windows([e.text for e in examples], data.max_length, data.window_stride,
+                                                    recurrent=model.config.model.window_memory)
             return [Encoded(w[0], t) if len(w) == 1 else Encoded([i for x in w for i in x], t, windows=[len(x) for x in w])
                     for w, t in zip(windows, targets)], 0
         pairs = [e.pair for e in examples] if data.text_pair_column else None

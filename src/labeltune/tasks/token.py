@@ -226,6 +226,9 @@ class TokenTask(Task):
             raise ConfigError("text_pair_column applies to the sequence task only")
         if config.train.calibration_split:
             raise ConfigError("calibration_split applies to the sequence task only (tags are not calibrated)")
+        if config.model.window_memory:
+            raise ConfigError("window_memory applies to the sequence task only (the token task reads each sentence "
+                              "in one window of its document); leave it off")
 
     # ---- data -----------------------------------------------------------------------------------
     def read(self, source, config, require_labels=True):
