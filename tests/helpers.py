@@ -103,3 +103,27 @@ def tiny_label_model(model_dir, labels=("neg", "pos", "neu"), lora: dict | None 
             if "lora_B" in name:
                 p.normal_(std=0.05)
     return model.eval()
+
+
+# ---- long texts read in windows (test_window_cache.py, test_window_memory.py) --------------------------------
+FILLER = "the a movie film was is plot actors john smith lives in paris works at acme corp london".split()
+
+
+def filler_text(rng, n: int) -> str:
+    """``n`` random words of FILLER (``rng``: a random.Random)."""
+    return " ".join(rng.choice(FILLER) for _ in range(n))
+
+
+def windowed_batch(model, texts, labels) -> dict:
+    """One collated training batch of ``texts`` (with class ids ``labels``), encoded as ``model`` reads them."""
+    from labeltune.data.batching import collate
+
+    enc, _ = model.encode(texts)
+    for e, y in zip(enc, labels):
+        e.target = y
+    return collate([[i] for i in range(len(enc))], enc, model.tokenizer.pad_token_id, "single_label")
+
+
+def trainable_grads(model) -> dict:
+    """The gradients the trainable parameters hold, by name (copies)."""
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}

@@ -6,29 +6,10 @@ import random
 
 import pytest
 import torch
-from helpers import tiny_label_model
+from helpers import filler_text, tiny_label_model, trainable_grads, windowed_batch
 
-from labeltune.data.batching import collate
 from labeltune.lora_dropout import FastDropout
 from labeltune.window_cache import over_budget, sliced_backward, window_slices
-
-FILLER = "the a movie film was is plot actors john smith lives in paris works at acme corp london".split()
-
-
-def _text(rng, n):
-    return " ".join(rng.choice(FILLER) for _ in range(n))
-
-
-def _windowed_batch(model, texts, labels):
-    enc, _ = model.encode(texts)
-    for e, y in zip(enc, labels):
-        e.target = y
-    return collate([[i] for i in range(len(enc))], enc, model.tokenizer.pad_token_id, "single_label")
-
-
-def _grads(model):
-    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
-
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
 def test_sliced_backward_gives_the_gradients_of_one_forward_over_every_window(tiny_llama, pooling):
@@ -37,16 +18,16 @@ def test_sliced_backward_gives_the_gradients_of_one_forward_over_every_window(ti
     if pooling == "attention":  # away from zero, so the attention weights are not uniform
         torch.nn.init.normal_(model.head.window_query, std=0.5)
     rng = random.Random(0)
-    batch = _windowed_batch(model, [_text(rng, 60), _text(rng, 25)], [1, 0])
+    batch = windowed_batch(model, [filler_text(rng, 60), filler_text(rng, 25)], [1, 0])
     rows, width = batch["input_ids"].shape
     assert rows >= 8 and over_budget(batch, 3 * width)
     model.zero_grad()
     whole = model(batch).loss
     whole.backward()
-    expected = _grads(model)
+    expected = trainable_grads(model)
     model.zero_grad()
     loss = sliced_backward(model, batch, 3 * width, lambda l: l.backward())
-    got = _grads(model)
+    got = trainable_grads(model)
     assert len(window_slices(batch, 3 * width)) == -(-rows // 3)
     torch.testing.assert_close(loss, whole.detach())
     assert got.keys() == expected.keys() and any("lora" in n for n in got)
@@ -66,26 +47,26 @@ def test_sliced_backward_replays_each_slices_dropout_masks(tiny_llama, dropout):
         for name in list(m.lora_dropout):
             m.lora_dropout[name] = dropout(0.3)
     rng = random.Random(1)
-    batch = _windowed_batch(model, [_text(rng, 50)], [2])
+    batch = windowed_batch(model, [filler_text(rng, 50)], [2])
     width = batch["input_ids"].shape[1]
     torch.manual_seed(7)  # reference: the same slices in the same RNG order, one graph kept whole
     states = torch.cat([model.pooled_states(part) for part in window_slices(batch, 2 * width)])
     ref = torch.nn.functional.cross_entropy(model.score_states(states, batch), batch["labels"])
     model.zero_grad()
     ref.backward()
-    expected = _grads(model)
+    expected = trainable_grads(model)
     model.zero_grad()
     torch.manual_seed(7)
     loss = sliced_backward(model, batch, 2 * width, lambda l: l.backward())
     torch.testing.assert_close(loss, ref.detach())
-    for name, g in _grads(model).items():
+    for name, g in trainable_grads(model).items():
         torch.testing.assert_close(g, expected[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_logits_of_a_text_past_the_budget_equal_the_whole_forward(tiny_llama):
     model = tiny_label_model(tiny_llama, long_documents="window", max_length=10, template="none")
     rng = random.Random(2)
-    enc, _ = model.encode([_text(rng, 80), _text(rng, 5), _text(rng, 30)])
+    enc, _ = model.encode([filler_text(rng, 80), filler_text(rng, 5), filler_text(rng, 30)])
     whole = model.logits(enc, max_tokens=10_000)
     seen = []
     hook = model.backbone.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].numel()),
@@ -108,7 +89,7 @@ def test_a_document_of_10x_the_budget_trains_and_predicts_without_a_forward_past
     monkeypatch.setattr(LabelModel, "pooled_states",
                         lambda self, batch: seen.append(batch["input_ids"].numel()) or pooled(self, batch))
     rng = random.Random(3)
-    rows = [{"text": _text(rng, 200 if i == 0 else 20) + (" great" if i % 2 else " awful"),
+    rows = [{"text": filler_text(rng, 200 if i == 0 else 20) + (" great" if i % 2 else " awful"),
              "label": "pos" if i % 2 else "neg"} for i in range(6)]
     model = labeltune.train(rows, model=str(tiny_llama), max_length=12, batch_size=2, epochs=1, long_documents="window",
                             template="none", progress=False, calibration="none", mixed_precision="no",
@@ -133,7 +114,7 @@ def test_a_training_batch_holds_batch_size_windowed_texts_within_the_budget(tiny
     monkeypatch.setattr(LabelModel, "pooled_states",
                         lambda self, batch: seen.append(batch["input_ids"].numel()) or pooled(self, batch))
     rng = random.Random(4)
-    rows = [{"text": _text(rng, 40) + (" great" if i % 2 else " awful"), "label": "pos" if i % 2 else "neg"}
+    rows = [{"text": filler_text(rng, 40) + (" great" if i % 2 else " awful"), "label": "pos" if i % 2 else "neg"}
             for i in range(6)]
     model = labeltune.train(rows, model=str(tiny_llama), max_length=12, batch_size=2, epochs=1, long_documents="window",
                             template="none", progress=False, calibration="none", mixed_precision="no",

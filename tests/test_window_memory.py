@@ -6,30 +6,11 @@ import random
 
 import pytest
 import torch
-from helpers import tiny_label_model
+from helpers import FILLER, filler_text, tiny_label_model, trainable_grads, windowed_batch
 
 from labeltune import ConfigError
-from labeltune.data.batching import collate
 from labeltune.lora_dropout import FastDropout
 from labeltune.window_memory import memory_backward, memory_states, window_rounds
-
-FILLER = "the a movie film was is plot actors john smith lives in paris works at acme corp london".split()
-
-
-def _text(rng, n):
-    return " ".join(rng.choice(FILLER) for _ in range(n))
-
-
-def _batch(model, texts, labels):
-    enc, _ = model.encode(texts)
-    for e, y in zip(enc, labels):
-        e.target = y
-    return collate([[i] for i in range(len(enc))], enc, model.tokenizer.pad_token_id, "single_label")
-
-
-def _grads(model):
-    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
-
 
 def _reference_states(model, batch, text: int) -> torch.Tensor:
     """(windows, H) pooled states of one text's windows from ONE forward over its rows laid end to end:
@@ -61,7 +42,7 @@ def test_each_window_reads_its_predecessors_text_as_one_forward_would(tiny_llama
     model = tiny_label_model(tiny_llama, long_documents="window", max_length=12, template="the {text} film",
                              window_memory=True, pooling=pooling, attn_implementation="eager")
     rng = random.Random(0)
-    batch = _batch(model, [_text(rng, 40), _text(rng, 5), _text(rng, 22)], [0, 1, 2])
+    batch = windowed_batch(model, [filler_text(rng, 40), filler_text(rng, 5), filler_text(rng, 22)], [0, 1, 2])
     per_text = torch.bincount(batch["window_example"]).tolist()
     assert per_text[0] >= 4 and per_text[1] == 1 and 2 <= per_text[2] < per_text[0]  # rounds of 3, 2, 1 texts
     assert [len(r) for r in window_rounds(batch)][:2] == [3, 2]
@@ -90,17 +71,17 @@ def test_a_round_at_a_time_gives_the_gradients_of_one_graph(tiny_llama, dropout)
             for name in list(m.lora_dropout):
                 m.lora_dropout[name] = dropout(0.3)
     rng = random.Random(2)
-    batch = _batch(model, [_text(rng, 45), _text(rng, 20)], [1, 2])
+    batch = windowed_batch(model, [filler_text(rng, 45), filler_text(rng, 20)], [1, 2])
     assert len(window_rounds(batch)) >= 4
     torch.manual_seed(5)
     whole = model(batch).loss
     model.zero_grad()
     whole.backward()
-    expected = _grads(model)
+    expected = trainable_grads(model)
     model.zero_grad()
     torch.manual_seed(5)
     loss = memory_backward(model, batch, lambda l: l.backward())
-    got = _grads(model)
+    got = trainable_grads(model)
     torch.testing.assert_close(loss, whole.detach())
     assert got.keys() == expected.keys() and any("lora" in n for n in got)
     for name in expected:
@@ -125,7 +106,7 @@ def test_a_windowed_run_with_memory_trains_saves_and_reloads(tmp_path, tiny_llam
     from labeltune import LabelModel
 
     rng = random.Random(3)
-    rows = [{"text": _text(rng, 30) + (" great" if i % 2 else " awful"), "label": "pos" if i % 2 else "neg"}
+    rows = [{"text": filler_text(rng, 30) + (" great" if i % 2 else " awful"), "label": "pos" if i % 2 else "neg"}
             for i in range(8)]
     model = labeltune.train(rows, model=str(tiny_llama), max_length=12, epochs=1, batch_size=4,
                             long_documents="window", window_memory=True, template="none", progress=False,
