@@ -152,6 +152,26 @@ def load_backbone(name: str, attn_implementation: str = "sdpa", dtype: torch.dty
     return model, load_tokenizer(source), source
 
 
+def keep_layers(model, depth: int) -> None:
+    """Keep the first ``depth`` decoder layers of a transformers base model and drop the rest (in
+    place): the final norm then reads layer ``depth``'s output, and the config says ``depth`` layers
+    (so a saved or merged backbone reloads as it is). A no-op when it has no more."""
+    from torch import nn
+
+    cfg = model.config
+    n = cfg.num_hidden_layers
+    if depth >= n:
+        return
+    layers = getattr(model, "layers", None)
+    if not isinstance(layers, nn.ModuleList) or len(layers) != n:
+        raise ConfigError(f"model.depth={depth}: no list of {n} decoder layers found in this {cfg.model_type} model; "
+                          "use depth all")
+    model.layers = nn.ModuleList(list(layers)[:depth])
+    cfg.num_hidden_layers = depth
+    if isinstance(getattr(cfg, "layer_types", None), list):  # per-layer attention kinds (Qwen2, Gemma 3)
+        cfg.layer_types = cfg.layer_types[:depth]
+
+
 def output_embeddings(source: str, model) -> torch.Tensor:
     """(vocab, hidden) weights of the LM head that ``model`` (loaded without it) was trained with:
     the input embeddings when tied, else ``lm_head.weight`` read from the checkpoint's safetensors."""

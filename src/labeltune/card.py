@@ -36,6 +36,7 @@ def model_card(model, metrics: dict[str, Any] | None = None, exported: bool = Fa
         "problem_type": model.labels.problem_type,
         "metrics": _headline(metrics),
         "labeltune": {"version": __version__, "task": task, "pooling": cfg.model.pooling, "unmask": cfg.model.unmask,
+                      "depth": cfg.model.depth,
                       "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": cfg.lora.target_modules,
                                "layers": cfg.lora.layers},
                       "merged": exported},
@@ -50,7 +51,7 @@ def model_card(model, metrics: dict[str, Any] | None = None, exported: bool = Fa
 
 # {task} labelling with labeltune
 
-A label head on the final hidden states of `{front['base_model']}`, fine-tuned with LoRA
+A label head on the final hidden states of `{front['base_model']}`{'' if cfg.model.depth in (None, 'all') else f" (its first {cfg.model.depth} decoder layers)"}, fine-tuned with LoRA
 (label-supervised fine-tuning, LS-LLaMA{', bidirectional attention in layers ' + cfg.model.unmask if cfg.model.unmask not in (None, 'none') else ''}).
 {'A standard transformers checkpoint (LoRA merged, the head as the `score` layer).' if stock_format else 'The LoRA weights are merged into `backbone/`.' if exported else 'The LoRA adapter is in `adapter/`, the head in `head.safetensors`.'}
 

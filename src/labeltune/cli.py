@@ -69,6 +69,8 @@ def train(
     problem_type: Optional[str] = typer.Option(None, help="single_label | multi_label | regression"),
     unmask: Optional[str] = typer.Option(None, help="none | all | from:K | from:F | i,j,k (bidirectional layers; "
                                          "default: none for sequence, all for token)"),
+    depth: Optional[str] = typer.Option(None, help="decoder layers that run: all, K (the first K) or a fraction "
+                                        "(0.67: the lower two thirds); the head reads the last one"),
     attn_implementation: Optional[str] = typer.Option(None, help="sdpa | eager"),
     quantize: Optional[str] = typer.Option(None, help="none | 4bit | 8bit: QLoRA, the base weights quantised by "
                                            "bitsandbytes (CUDA GPU only)"),

@@ -25,6 +25,7 @@ __all__ = [
     "TrainSettings",
     "RunConfig",
     "FLAT_SETTINGS",
+    "parse_depth",
 ]
 
 TASKS = ("sequence", "token")
@@ -39,6 +40,28 @@ HEAD_INITS = ("random", "labels")
 def _check(value, allowed, name):
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, allowed))}")
+
+
+def parse_depth(spec, num_layers: int | None) -> int:
+    """'all' | 'K' (the first K decoder layers) | 'F' (a fraction in (0, 1) of them, at least one) ->
+    how many layers run (``model.depth``). With ``num_layers=None`` only the syntax is checked (returns 0)."""
+    text, n = str(spec).strip().lower(), num_layers
+    if text == "all":
+        return n or 0
+    try:
+        value = float(text) if "." in text else int(text)
+    except ValueError:
+        value = None
+    if value is None or (isinstance(value, float) and not 0.0 < value < 1.0):
+        raise ConfigError(f"depth={spec!r} is not valid; use all, K (the first K decoder layers) or a fraction "
+                          "like 0.67 (two thirds of them)")
+    if isinstance(value, float):
+        return max(1, round(value * n)) if n else 0
+    if value < 1:
+        raise ConfigError(f"depth={spec!r} keeps no decoder layer; use 1 or more, or all")
+    if n is not None and value > n:
+        raise ConfigError(f"depth={spec!r}: this model has {n} decoder layers; use 1 to {n} or all")
+    return value if n else 0
 
 
 def parse_unmask(spec: str, num_layers: int | None, setting: str = "unmask") -> frozenset[int]:
@@ -98,6 +121,7 @@ class ModelSettings:
     problem_type: str = field(default="single_label", metadata={"help": "single_label (CE), multi_label (BCE), regression (MSE)"})
     unmask: str | None = field(default=None, metadata={"help": "bidirectional layers: none, all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; None: the task's default (sequence none, token all)"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
+    depth: str | None = field(default=None, metadata={"help": "decoder layers that run: all, K (the first K) or a fraction (0.67: the lower two thirds); the head reads the last one's output through the model's final norm, and the layers above are never loaded or computed; None: the task's default (all). Saved as the number of layers"})
     window_pooling: str = field(default="mean", metadata={"help": "long_documents=window: how a text's window states are combined before the head: mean, max, or attention (a learned query; the mean at step 0)"})
     window_memory: bool = field(default=False, metadata={"help": "long_documents=window, sequence task: each window also attends to its text's previous window (its keys and values in every layer, no gradient: Transformer-XL's recurrence), so context flows across windows; windows then follow one another (default stride: a whole window)"})
     quantize: str = field(default="none", metadata={"help": "none, 4bit or 8bit: the frozen base weights loaded quantised through bitsandbytes (QLoRA; CUDA only); LoRA and the head stay in full precision"})
@@ -130,6 +154,9 @@ class ModelSettings:
         # would let a default of one task survive a later switch of task (with_overrides)
         if self.head_dropout is not None and not 0.0 <= self.head_dropout < 1.0:
             raise ConfigError(f"head_dropout={self.head_dropout} must be in [0, 1)")
+        if self.depth is not None:
+            self.depth = str(self.depth).strip().lower()
+            parse_depth(self.depth, num_layers=None)  # syntax; the layer count is checked at load
         if self.unmask is not None:
             self.unmask = str(self.unmask).replace(" ", "")
             parse_unmask(self.unmask, num_layers=None)  # syntax; the layer range is checked at load

@@ -18,10 +18,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import attention
-from .backbone import load_backbone, load_tokenizer
+from .backbone import keep_layers, load_backbone, load_tokenizer
 from .calibration import FILE as CALIBRATION_FILE
 from .calibration import Calibration
-from .config import RunConfig, parse_unmask
+from .config import RunConfig, parse_depth, parse_unmask
 from .data.batching import collate, inference_batches
 from .data.examples import Encoded
 from .data.labels import LabelMap
@@ -137,6 +137,12 @@ class LabelModel(nn.Module):
         backbone, tokenizer, source = load_backbone(config.model.name, config.model.attn_implementation, dtype,
                                                     config.model.quantize)
         backbone.config.use_cache = False
+        len_all = backbone.config.num_hidden_layers
+        # the layers the head reads through: the task's default or the setting, saved as a count (a merged
+        # export holds that many, so a fraction must not be taken again)
+        depth = parse_depth(get_task(config.model.task).with_defaults(config).model.depth,
+                            backbone.config.num_hidden_layers)
+        keep_layers(backbone, depth)
         if config.model.quantize != "none":  # k-bit preparation: norms in fp32, inputs that carry gradients
             from peft import prepare_model_for_kbit_training
 
@@ -144,11 +150,12 @@ class LabelModel(nn.Module):
                 backbone, use_gradient_checkpointing=config.train.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         template = resolve_template(config.data.template, tokenizer, config.model.task, bool(config.data.text_pair_column))
-        overrides: dict[str, dict] = {"data": {"template": template or "none"}}
+        overrides: dict[str, dict] = {"data": {"template": template or "none"},
+                                      "model": {"depth": "all" if depth == len_all else str(depth)}}
         if config.model.unmask is None and backbone.config.model_type not in attention.SUPPORTED_FAMILIES:
             log.warning("%s: family %r cannot unmask attention; the %s task's default runs causal (unmask none)",
                         config.model.name, backbone.config.model_type, config.model.task)
-            overrides["model"] = {"unmask": "none"}
+            overrides["model"]["unmask"] = "none"
         config = get_task(config.model.task).with_defaults(config.with_overrides(overrides))
         model = cls(_apply_lora(backbone, config.lora), tokenizer, config, labels, source)
         model.task.init_head(model)
@@ -343,6 +350,7 @@ class LabelModel(nn.Module):
             quantize = "none"  # merged (exported) weights, or no GPU: the full-precision base under the adapters
         backbone, _, source = load_backbone(run.backbone, run.config.model.attn_implementation, dtype, quantize)
         backbone.config.use_cache = False
+        keep_layers(backbone, parse_depth(run.config.model.depth or "all", backbone.config.num_hidden_layers))
         if run.adapter is not None:
             from peft import PeftModel
 

@@ -38,6 +38,7 @@ class Task:
     default_head_dropout = 0.0
     default_head_bias = True
     default_unmask = "none"
+    default_depth = "all"  # decoder layers that run (model.depth)
     default_head_lr_scale = 10.0  # the head's learning rate over LoRA's (train.head_lr_scale)
     # alpha: twice the rank. LoRA dropout 0.05: without it a CPU step is ~20% faster and SST-2 at 2,000
     # scores as well (89.4% vs 88.8%), but the sizes sweep lost at 100 examples (TREC-6 82.2 vs 88.8,
@@ -56,14 +57,15 @@ class Task:
 
     def with_defaults(self, config: "RunConfig") -> "RunConfig":
         """``config`` with this task's defaults for the settings left at None (head dropout and bias,
-        unmasked layers, LoRA rank, alpha, target modules, dropout and layers, the head's lr scale): resolved when a model is built and saved
+        unmasked layers, depth, LoRA rank, alpha, target modules, dropout and layers, the head's lr scale): resolved when a model is built and saved
         with the run, so a later switch of task never inherits another task's default."""
         m, lora = config.model, config.lora
         r = self.default_lora["r"] if lora.r is None else lora.r
         return config.with_overrides({"model": {
             "head_dropout": self.default_head_dropout if m.head_dropout is None else m.head_dropout,
             "head_bias": self.default_head_bias if m.head_bias is None else m.head_bias,
-            "unmask": self.default_unmask if m.unmask is None else m.unmask},
+            "unmask": self.default_unmask if m.unmask is None else m.unmask,
+            "depth": self.default_depth if m.depth is None else m.depth},
             "lora": {"r": r, "alpha": 2 * r if lora.alpha is None else lora.alpha,
                      "target_modules": lora.target_modules or self.default_lora["target_modules"],
                      "dropout": self.default_lora["dropout"] if lora.dropout is None else lora.dropout,
