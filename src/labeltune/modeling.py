@@ -137,7 +137,7 @@ class LabelModel(nn.Module):
         backbone, tokenizer, source = load_backbone(config.model.name, config.model.attn_implementation, dtype,
                                                     config.model.quantize)
         backbone.config.use_cache = False
-        len_all = backbone.config.num_hidden_layers
+        layers_loaded = backbone.config.num_hidden_layers
         # the layers the head reads through: the task's default or the setting, saved as a count (a merged
         # export holds that many, so a fraction must not be taken again)
         depth = parse_depth(get_task(config.model.task).with_defaults(config).model.depth,
@@ -151,7 +151,7 @@ class LabelModel(nn.Module):
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         template = resolve_template(config.data.template, tokenizer, config.model.task, bool(config.data.text_pair_column))
         overrides: dict[str, dict] = {"data": {"template": template or "none"},
-                                      "model": {"depth": "all" if depth == len_all else str(depth)}}
+                                      "model": {"depth": "all" if depth == layers_loaded else str(depth)}}
         if config.model.unmask is None and backbone.config.model_type not in attention.SUPPORTED_FAMILIES:
             log.warning("%s: family %r cannot unmask attention; the %s task's default runs causal (unmask none)",
                         config.model.name, backbone.config.model_type, config.model.task)
