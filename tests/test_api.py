@@ -51,7 +51,7 @@ def test_train_takes_data_in_memory_and_returns_the_model(tmp_path, tiny_llama, 
 
 
 def test_train_token_task_in_memory_and_predict_one_or_many(tiny_llama):
-    model = labeltune.train(NER, NER, model=str(tiny_llama), task="token", unmask="all", epochs=6, **FAST)
+    model = labeltune.train(NER, NER, model=str(tiny_llama), task="token", unmask="all", depth="all", epochs=6, **FAST)
     assert model.metrics["f1"] == 1.0
     one = model.predict("john smith  lives in paris")  # a training sentence (a new mix of words is the
     assert one["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC"]  # tiny random model's guess), spaced anew
@@ -141,9 +141,10 @@ def test_1_cli_token_task_trains_with_the_token_head_dropout(tmp_path, tiny_llam
                                       "--output", str(tmp_path / "run"), "--epochs", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
-    assert saved["head_dropout"] == 0.1 and saved["unmask"] == "all"  # the token task's defaults, resolved
+    # the token task's defaults, resolved: depth 0.67 of the tiny model's 2 layers keeps 1, unmasked
+    assert saved["head_dropout"] == 0.1 and saved["unmask"] == "all" and saved["depth"] == "1"
     loaded = LabelModel.from_pretrained(tmp_path / "run")
-    assert loaded.head.dropout.p == 0.1 and loaded.bidirectional == {0, 1}  # 2 layers, both unmasked
+    assert loaded.head.dropout.p == 0.1 and loaded.bidirectional == {0} and len(loaded.base_model.layers) == 1
     # an explicit value wins, for either task; the sequence default stays 0
     assert labeltune.RunConfig().with_settings(task="token", head_dropout=0.3).model.head_dropout == 0.3
     assert tiny_label_model(tiny_llama).config.model.head_dropout == 0.0

@@ -28,7 +28,9 @@ def test_the_first_k_layers_run_as_a_stock_model_of_k_layers(tiny_llama):
 def test_depth_resolves_to_a_count_and_unmasking_counts_the_kept_layers(tiny_llama):
     assert tiny_label_model(tiny_llama, depth=0.5).config.model.depth == "1"
     assert tiny_label_model(tiny_llama, depth="2").config.model.depth == "all"
-    assert tiny_label_model(tiny_llama).config.model.depth == "all"
+    assert tiny_label_model(tiny_llama).config.model.depth == "all"  # the sequence task's default
+    # the token task's default: the lower two thirds, at least one layer (of the tiny model's 2: one)
+    assert tiny_label_model(tiny_llama, task="token", labels=("O", "B-PER", "I-PER")).config.model.depth == "1"
     token = tiny_label_model(tiny_llama, task="token", depth=1, labels=("O", "B-PER", "I-PER"))
     assert token.bidirectional == frozenset({0})  # the token task's unmask all: every layer that runs
 

@@ -15,7 +15,8 @@ TEXTS = ["john smith lives in paris", "the movie was great"]
 
 def _model(model_dir, layers: str, targets: str = "all-linear", task: str = "token") -> LabelModel:
     labels = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC") if task == "token" else ("neg", "pos")
-    return tiny_label_model(model_dir, labels, lora={"target_modules": targets, "layers": layers}, task=task)
+    return tiny_label_model(model_dir, labels, lora={"target_modules": targets, "layers": layers}, task=task,
+                            depth="all")  # both layers (the token default keeps 0.67: one of two)
 
 
 def _adapted(model) -> set[tuple[int, str]]:

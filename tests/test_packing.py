@@ -25,7 +25,8 @@ def test_packed_equals_unpacked(tiny_llama, task, unmask, pooling):
     if task == "token" and pooling != "last":
         pytest.skip("pooling applies to the sequence task")
     labels = ("O", "B-PER", "I-PER") if task == "token" else ("a", "b", "c")
-    model = tiny_label_model(tiny_llama, labels=labels, task=task, unmask=unmask, pooling=pooling, head_dropout=0.0)
+    model = tiny_label_model(tiny_llama, labels=labels, task=task, unmask=unmask, pooling=pooling, head_dropout=0.0,
+                             depth="all")  # both layers (the token default keeps 0.67: one of two)
     model.train()  # dropout is 0 in these settings, so train mode is deterministic
     if task == "token":  # every token is a word (unit); targets cycle through the tags
         enc = [Encoded(s, [k % 3 for k in range(len(s))], list(range(len(s)))) for s in SEQS]

@@ -92,7 +92,7 @@ def test_subword_alignment(alignment, train_units, eval_units):
 def test_causal_token_head_equals_llama_for_token_classification(tmp_path):
     path = make_tiny_dir(tmp_path, "llama", head="tok")
     ref = AutoModelForTokenClassification.from_pretrained(path).eval()
-    ours = tiny_label_model(path, labels=("O", "B-PER", "I-PER"), task="token", unmask="none")
+    ours = tiny_label_model(path, labels=("O", "B-PER", "I-PER"), task="token", unmask="none", depth="all")
     with torch.no_grad():
         for name, p in ours.named_parameters():
             if "lora_B" in name:
@@ -139,7 +139,7 @@ def test_entity_spans():
 
 def test_token_round_trip_keeps_settings_and_logits(tmp_path, tiny_llama):
     model = tiny_label_model(tiny_llama, labels=("O", "B-PER", "I-PER"), task="token", unmask="from:1",
-                             label_alignment="mean")
+                             label_alignment="mean", depth="all")  # both layers (the token default keeps 0.67)
     model.save_pretrained(tmp_path / "run")
     loaded = LabelModel.from_pretrained(tmp_path / "run")
     assert (loaded.config.model.task, loaded.config.model.unmask, loaded.config.model.label_alignment) == \
@@ -159,7 +159,7 @@ def test_cli_token_train_evaluate_predict(tmp_path, tiny_llama):
                      "acme B-ORG\ncorp I-ORG\nvisited O\nlondon B-LOC\n\n") * 4)
     cli = [sys.executable, "-m", "labeltune.cli"]
     run = tmp_path / "run"
-    subprocess.run(cli + ["train", "--model", str(tiny_llama), "--task", "token", "--unmask", "all", "--train",
+    subprocess.run(cli + ["train", "--model", str(tiny_llama), "--task", "token", "--unmask", "all", "--depth", "all", "--train",
                           str(data), "--eval", str(data), "--output", str(run), "--epochs", "6", "--lr", "0.005",
                           "--quiet"],
                    check=True, capture_output=True)
