@@ -191,9 +191,10 @@ class TokenTask(Task):
     # to 13.4 (benchmarks/suites/ner_unmask_from033.yaml)
     default_unmask = "all"
     # the lower two thirds of the decoder (model.depth; 20 of SmolLM2-135M's 30 layers, the rest dropped):
-    # WNUT-17 at 1,000 sentences 53.9 entity F1 against 49.2 with every layer (seed 0, the encoder 51.7),
-    # CoNLL-2003 at 1,000 85.4 against 85.2, in 0.61-0.65x the training time (docs/RESULTS.md, "The token
-    # task reads two thirds of the layers"; benchmarks/suites/ner_depth*.yaml)
+    # the same entity F1 for ~0.6x the training time: WNUT-17 at 1,000 sentences 49.7 +- 4.3 over three
+    # seeds against 48.9 +- 1.4 with every layer (encoder 51.0 +- 0.8), CoNLL-2003 at 1,000 85.4 vs 85.2;
+    # at 300 CoNLL-2003 79.7 vs 74.9, WNUT-17 35.1 vs 45.3 (seed 0; docs/RESULTS.md, "The token task
+    # reads two thirds of the layers"; benchmarks/suites/ner_depth*.yaml)
     default_depth = "0.67"
     # LoRA on every linear layer: CoNLL-2003 at 300 sentences 71.0 entity F1 against 56.8 with the sequence
     # task's q/k/v/o rank 16 (docs/RESULTS.md, benchmarks/suites/ner_gap.yaml); at rank 32 rather than 64:
