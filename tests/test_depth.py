@@ -59,3 +59,21 @@ def test_a_shallow_run_trains_saves_reloads_and_exports(tmp_path, tiny_llama):
 def test_depth_is_checked(tiny_llama, depth, message):
     with pytest.raises(ConfigError, match=message):
         tiny_label_model(tiny_llama, depth=depth)
+
+
+def test_a_token_run_written_before_depth_existed_reloads_with_every_layer(tmp_path, tiny_llama):
+    """0.11 made 0.67 the token task's default: a run saved without ``model.depth`` ran every layer, and
+    must load, score and save again as such (not be cut to the new default)."""
+    import json
+
+    model = tiny_label_model(tiny_llama, task="token", labels=("O", "B-PER", "I-PER"), depth="all")
+    model.save_pretrained(tmp_path / "run")
+    raw = json.loads((tmp_path / "run" / "config.json").read_text())
+    del raw["model"]["depth"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(raw))
+    loaded = LabelModel.from_pretrained(tmp_path / "run")
+    assert loaded.config.model.depth == "all" and len(loaded.base_model.layers) == 2
+    enc, _ = model.encode(["john smith lives in paris"])
+    torch.testing.assert_close(loaded.logits(enc)[0], model.logits(enc)[0])
+    loaded.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["model"]["depth"] == "all"

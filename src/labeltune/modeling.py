@@ -140,8 +140,7 @@ class LabelModel(nn.Module):
         layers_loaded = backbone.config.num_hidden_layers
         # the layers the head reads through: the task's default or the setting, saved as a count (a merged
         # export holds that many, so a fraction must not be taken again)
-        depth = parse_depth(get_task(config.model.task).with_defaults(config).model.depth,
-                            backbone.config.num_hidden_layers)
+        depth = parse_depth(get_task(config.model.task).with_defaults(config).model.depth, layers_loaded)
         keep_layers(backbone, depth)
         if config.model.quantize != "none":  # k-bit preparation: norms in fp32, inputs that carry gradients
             from peft import prepare_model_for_kbit_training
@@ -350,7 +349,7 @@ class LabelModel(nn.Module):
             quantize = "none"  # merged (exported) weights, or no GPU: the full-precision base under the adapters
         backbone, _, source = load_backbone(run.backbone, run.config.model.attn_implementation, dtype, quantize)
         backbone.config.use_cache = False
-        keep_layers(backbone, parse_depth(run.config.model.depth or "all", backbone.config.num_hidden_layers))
+        keep_layers(backbone, parse_depth(run.config.model.depth, backbone.config.num_hidden_layers))
         if run.adapter is not None:
             from peft import PeftModel
 

@@ -93,6 +93,8 @@ def read_run(path: str | Path) -> RunFiles:
     - no ``data.template`` (before templates existed): the texts were fed raw, ``none``;
     - no ``model.head_bias`` (before 0.4): every head had a bias;
     - no ``lora.layers`` (before 0.10): every decoder layer had adapters;
+    - no ``model.depth`` (before 0.11): every decoder layer ran (the token task's default is now 0.67, so
+      leaving it unset would cut an older token run's backbone when it is loaded, saved or exported);
     - written before 0.2 with max pooling: the template's closing tokens were pooled
       (``RunFiles.max_pools_closing``)."""
     from packaging.version import Version
@@ -110,6 +112,8 @@ def read_run(path: str | Path) -> RunFiles:
         config = config.with_overrides({"model": {"head_bias": True}})
     if "layers" not in raw.get("lora", {}):
         config = config.with_overrides({"lora": {"layers": "all"}})
+    if "depth" not in raw.get("model", {}):
+        config = config.with_overrides({"model": {"depth": "all"}})
     info = json.loads((path / "backbone.json").read_text(encoding="utf-8"))
     files = RunFiles(path, config, LabelMap.load(path / "labels.json"), info)
     files.max_pools_closing = config.model.pooling == "max" and (
