@@ -7,7 +7,7 @@ no epoch selection) and is scored once on --eval-size test reviews (seed 0 of th
         [--modes truncate,window,window-max,window-attention] [--option batch_size=8 --option epochs=4]
 
 A mode ``window-P`` reads in windows combined by pooling P (``model.window_pooling``: mean, max,
-attention); plain ``window`` is labeltune's default (mean).
+attention, last); plain ``window`` is labeltune's default (mean).
 """
 
 from __future__ import annotations

@@ -15,7 +15,11 @@ import torch
 from labeltune import LabelModel
 
 CHILD = """
-import json, os, sys
+import atexit, json, os, sys
+import torch.distributed
+# registered before labeltune's own exit hook, so it runs after it (atexit: last in, first out)
+atexit.register(lambda: os.write(1, ("GROUP AT EXIT %s %s\\n" % (os.environ.get("RANK", "0"),
+                                                            torch.distributed.is_initialized())).encode()))
 import labeltune
 import labeltune.data.batching as batching
 seen = [0]
@@ -55,6 +59,9 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, tiny_ll
                           str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("epoch 2: eval") == 1  # one process speaks
+    # the process group is destroyed before the interpreter's teardown (process_group.py)
+    assert sorted(line for line in two.stdout.splitlines() if line.startswith("GROUP")) == \
+        ["GROUP AT EXIT 0 False", "GROUP AT EXIT 1 False"]
     seen_one = [int(line.split()[2]) for line in one.stdout.splitlines() if line.startswith("SEEN")]
     seen_two = [int(line.split()[2]) for line in two.stdout.splitlines() if line.startswith("SEEN")]
     assert seen_one == [70] and len(seen_two) == 2  # 35 examples x 2 epochs in one process

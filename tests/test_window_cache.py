@@ -11,7 +11,7 @@ from helpers import filler_text, tiny_label_model, trainable_grads, windowed_bat
 from labeltune.lora_dropout import FastDropout
 from labeltune.window_cache import over_budget, sliced_backward, window_slices
 
-@pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention", "last"])
 def test_sliced_backward_gives_the_gradients_of_one_forward_over_every_window(tiny_llama, pooling):
     model = tiny_label_model(tiny_llama, long_documents="window", max_length=10, template="none",
                              window_pooling=pooling).train()

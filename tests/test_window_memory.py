@@ -60,12 +60,12 @@ def test_each_window_reads_its_predecessors_text_as_one_forward_would(tiny_llama
     assert (got[~first] - alone[~first]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("dropout", [FastDropout, torch.nn.Dropout])
-def test_a_round_at_a_time_gives_the_gradients_of_one_graph(tiny_llama, dropout):
+@pytest.mark.parametrize("dropout,combine", [(FastDropout, "mean"), (torch.nn.Dropout, "mean"), (FastDropout, "last")])
+def test_a_round_at_a_time_gives_the_gradients_of_one_graph(tiny_llama, dropout, combine):
     """memory_backward (rounds replayed, dropout masks included) against the loss of all rounds in one
     graph (the memory detached in both: no gradient flows into a window's predecessor)."""
     model = tiny_label_model(tiny_llama, long_documents="window", max_length=10, template="none",
-                             window_memory=True).train()
+                             window_memory=True, window_pooling=combine).train()
     for m in model.modules():
         if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict):
             for name in list(m.lora_dropout):
@@ -80,8 +80,15 @@ def test_a_round_at_a_time_gives_the_gradients_of_one_graph(tiny_llama, dropout)
     expected = trainable_grads(model)
     model.zero_grad()
     torch.manual_seed(5)
+    graphs = []  # per backbone forward: was a graph built?
+    hook = model.backbone.register_forward_pre_hook(lambda m, a: graphs.append(torch.is_grad_enabled()))
     loss = memory_backward(model, batch, lambda l: l.backward())
+    hook.remove()
     got = trainable_grads(model)
+    rounds = len(window_rounds(batch))
+    assert len(graphs) == 2 * rounds and not any(graphs[:rounds])  # (1) no graph, then (3) replays
+    # last: only the rounds that hold a text's last window need a graph (here: the shorter text's, the longer's)
+    assert sum(graphs[rounds:]) == (rounds if combine == "mean" else 2)
     torch.testing.assert_close(loss, whole.detach())
     assert got.keys() == expected.keys() and any("lora" in n for n in got)
     for name in expected:

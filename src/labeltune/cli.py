@@ -102,8 +102,10 @@ def train(
                                                  "whole, in overlapping windows; token task: each sentence with "
                                                  "its document's words around it)"),
     window_stride: Optional[int] = typer.Option(None, help="text tokens between window starts (default: half a window)"),
-    window_pooling: Optional[str] = typer.Option(None, help="mean | max | attention: how a text's windows are "
-                                                 "combined (attention: a learned query, the mean at step 0)"),
+    window_pooling: Optional[str] = typer.Option(None, help="mean | max | attention | last: how a text's windows "
+                                                 "are combined (attention: a learned query, the mean at step 0; "
+                                                 "last: the last window alone, with --window-memory the one that "
+                                                 "has read the most)"),
     window_memory: Optional[bool] = typer.Option(None, help="each window also attends to its text's previous "
                                                  "window (keys and values, no gradient), so context flows across "
                                                  "windows; windows then follow one another"),

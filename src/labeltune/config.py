@@ -122,7 +122,7 @@ class ModelSettings:
     unmask: str | None = field(default=None, metadata={"help": "bidirectional layers: none, all, from:K (a layer), from:F (a fraction of the depth) or i,j,k; None: the task's default (sequence none, token all)"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager"})
     depth: str | None = field(default=None, metadata={"help": "decoder layers that run: all, K (the first K) or a fraction (0.67: the lower two thirds); the head reads the last one's output through the model's final norm, and the layers above are dropped after loading, never computed; None: the task's default (sequence all, token 0.67). Saved as the number of layers"})
-    window_pooling: str = field(default="mean", metadata={"help": "long_documents=window: how a text's window states are combined before the head: mean, max, or attention (a learned query; the mean at step 0)"})
+    window_pooling: str = field(default="mean", metadata={"help": "long_documents=window: how a text's window states are combined before the head: mean, max, attention (a learned query; the mean at step 0), or last (the last window's state alone: with window_memory, the window that has read the most of the text)"})
     window_memory: bool = field(default=False, metadata={"help": "long_documents=window, sequence task: each window also attends to its text's previous window (its keys and values in every layer, no gradient: Transformer-XL's recurrence), so context flows across windows; windows then follow one another (default stride: a whole window)"})
     quantize: str = field(default="none", metadata={"help": "none, 4bit or 8bit: the frozen base weights loaded quantised through bitsandbytes (QLoRA; CUDA only); LoRA and the head stay in full precision"})
     head_dropout: float | None = field(default=None, metadata={"help": "dropout before the head (None: the task's default, 0.1 token task, 0 sequence)"})
@@ -138,7 +138,7 @@ class ModelSettings:
         _check(self.problem_type, PROBLEM_TYPES, "problem_type")
         _check(self.attn_implementation, ATTN_BACKENDS, "attn_implementation")
         _check(self.quantize, ("none", "4bit", "8bit"), "quantize")
-        _check(self.window_pooling, ("mean", "max", "attention"), "window_pooling")
+        _check(self.window_pooling, ("mean", "max", "attention", "last"), "window_pooling")
         _check(self.label_alignment, ALIGNMENTS, "label_alignment")
         _check(self.head_init, HEAD_INITS, "head_init")
         if isinstance(self.label_words, str):

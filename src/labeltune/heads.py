@@ -69,7 +69,9 @@ class SequenceHead(nn.Module):
 
     def forward(self, hidden, group_ids, num_groups, window_example=None, num_texts: int = 0, combine: str = "mean"):
         """``window_example`` (W,): the groups are windows of longer texts; their pooled states are
-        combined per text (mean, max or attention) before the linear layer, so a text is scored as one."""
+        combined per text (mean, max, attention, or last: a text's windows are consecutive groups in
+        order, so the group reduction "last" picks its last window) before the linear layer, so a text
+        is scored as one."""
         return self.score_pooled(self.pool(hidden, group_ids, num_groups), window_example, num_texts, combine)
 
     def pool(self, hidden, group_ids, num_groups) -> torch.Tensor:

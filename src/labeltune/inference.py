@@ -70,7 +70,10 @@ def predict_run(run: str | Path, data: Any, texts: Sequence[str] | None, out: st
         import torch
         from accelerate import PartialState
 
+        from .process_group import end_process_group_at_exit
+
         state = PartialState(cpu=not torch.cuda.is_available())
+        end_process_group_at_exit()  # process_group.py: no abort at interpreter exit
         rank, world = state.process_index, state.num_processes
         if device in (None, "auto"):
             device = str(state.device)

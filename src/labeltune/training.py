@@ -148,6 +148,7 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     from .window_memory import memory_backward, uses_memory
     from .modeling import LabelModel
     from .precision import resolve_mixed_precision
+    from .process_group import end_process_group_at_exit
     from .sharding import (check_supported, configure_deepspeed, full_trainable_state, load_trainable_state,
                            optimizer_sharded, params_sharded)
 
@@ -162,6 +163,8 @@ def fit(config: RunConfig, train_data: Any, eval_data: Any = None, output: str |
     cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(t_cfg.mixed_precision),
                               gradient_accumulation_steps=t_cfg.grad_accum, cpu=cpu_processes)
+    if accelerator.num_processes > 1:
+        end_process_group_at_exit()  # process_group.py: no abort at interpreter exit
     if not accelerator.is_main_process:  # one process speaks (and writes)
         echo = lambda line: None  # noqa: E731
     check_supported(accelerator, t_cfg.checkpoint_every, resume)

@@ -105,14 +105,18 @@ def gradcache_backward(model, batch: dict[str, Any], run_parts: Callable[[], Ite
     start = 0
     devices = [device] if device.type == "cuda" else []
     parts = run_parts()
-    for cpu_state, cuda_state in rng:  # (3) each part again, with its graph
+    for (cpu_state, cuda_state), size in zip(rng, [len(part) for part in states]):  # (3) each part again
         with torch.random.fork_rng(devices=devices):
             torch.set_rng_state(cpu_state)
             if cuda_state is not None:
                 torch.cuda.set_rng_state(cuda_state, device)
-            with autocast():
+            # a part none of whose states reach the loss (window_pooling=last: windows before a
+            # text's last) still runs -- a later part may read its memory -- but without a graph
+            part_grad = grad[start:start + size]
+            needed = bool(part_grad.any())
+            with autocast(), (nullcontext() if needed else torch.no_grad()):
                 part_states = next(parts)
-        n = part_states.shape[0]
-        part_states.backward(grad[start:start + n].to(part_states.dtype))
-        start += n
+        if needed:
+            part_states.backward(part_grad.to(part_states.dtype))
+        start += size
     return loss.detach()
