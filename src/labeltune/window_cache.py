@@ -1,7 +1,7 @@
 """Long texts whose windows do not fit one batch: scored and trained a slice of windows at a time.
 
 A text read in windows (``long_documents=window``, sequence task) is scored from all its windows at
-once: their pooled states are combined (mean, max, attention) before the head. A batch holds whole
+once: their pooled states are combined (mean, max, attention, last) before the head. A batch holds whole
 texts -- in training ``batch_size`` of them, planned by their widest window (training.py) -- so a batch
 past the token budget (``batch_size x max_length`` when training, ``eval_batch_tokens`` when scoring)
 would make a forward as large as its texts. Here such a batch runs in slices of windows that each fit
