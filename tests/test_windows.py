@@ -9,6 +9,7 @@ import torch
 from helpers import tiny_label_model
 
 from labeltune import ConfigError
+from labeltune.data.examples import Encoded
 
 FILLER = "the a movie film was is plot actors john smith lives in paris works at acme corp london".split()
 
@@ -97,19 +98,12 @@ def test_last_over_windows_scores_each_texts_last_window_alone(tiny_llama):
     for e, logits in zip(enc, got):
         last = e.input_ids[-e.windows[-1]:] if e.windows else e.input_ids  # windows: their lengths, end to end
         # the last window scored as a text of its own (template none: a window is its tokens)
-        alone = model.head.score_pooled(model.pooled_states(_one_row(last)))[0]
-        torch.testing.assert_close(logits, alone, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(logits, model.logits([Encoded(last)])[0], rtol=1e-4, atol=1e-5)
     # the text before the last window does not enter without memory: another start, the same scores
     changed, _ = model.encode(["paris " * 20 + texts[0]])
     n = enc[0].windows[-1]
     assert len(changed[0].windows) > len(enc[0].windows) and changed[0].input_ids[-n:] == enc[0].input_ids[-n:]
     torch.testing.assert_close(model.logits(changed)[0], got[0], rtol=1e-4, atol=1e-5)
-
-
-def _one_row(ids):
-    n = len(ids)
-    return dict(input_ids=torch.tensor([ids]), segment_ids=torch.ones(1, n, dtype=torch.long),
-                position_ids=torch.arange(n)[None], example_ids=torch.zeros(1, n, dtype=torch.long), num_examples=1)
 
 
 def test_window_settings_are_checked(tiny_llama):

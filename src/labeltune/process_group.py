@@ -11,10 +11,9 @@ unaffected: the hook runs at exit)."""
 from __future__ import annotations
 
 import atexit
+import functools
 
 __all__ = ["end_process_group_at_exit"]
-
-_registered = False
 
 
 def _destroy_if_alive() -> None:
@@ -24,9 +23,7 @@ def _destroy_if_alive() -> None:
         dist.destroy_process_group()
 
 
+@functools.cache  # once per process
 def end_process_group_at_exit() -> None:
-    """Register (once per process) the exit hook that destroys the default process group."""
-    global _registered
-    if not _registered:
-        atexit.register(_destroy_if_alive)
-        _registered = True
+    """Register the exit hook that destroys the default process group."""
+    atexit.register(_destroy_if_alive)
