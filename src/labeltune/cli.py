@@ -98,9 +98,11 @@ def train(
     max_length: Optional[int] = typer.Option(None),
     document_column: Optional[str] = typer.Option(None, help="token task, JSONL/datasets: the column naming each "
                                                   "sentence's document (CoNLL: -DOCSTART- lines)"),
-    long_documents: Optional[str] = typer.Option(None, help="truncate | window (read texts longer than --max-length "
-                                                 "whole, in overlapping windows; token task: each sentence with "
-                                                 "its document's words around it)"),
+    long_documents: Optional[str] = typer.Option(None, help="truncate | window | stream (read texts longer than "
+                                                 "--max-length whole: window, in overlapping windows; token task: "
+                                                 "each sentence with its document's words around it; stream, "
+                                                 "sequence task: in chunks that each read all chunks before, as "
+                                                 "one forward over the whole text)"),
     window_stride: Optional[int] = typer.Option(None, help="text tokens between window starts (default: half a window)"),
     window_pooling: Optional[str] = typer.Option(None, help="mean | max | attention | last: how a text's windows "
                                                  "are combined (attention: a learned query, the mean at step 0; "

@@ -205,18 +205,19 @@ class DataSettings:
     label_delimiter: str | None = field(default=None, metadata={"help": "keep the part of each label before this (TREC 'DESC:manner' -> 'DESC' with ':')"})
     conll_tag_column: int = field(default=-1, metadata={"help": "CoNLL: index of the tag column (-1 = last)"})
     max_length: int = field(default=128, metadata={"help": "tokens per example; longer ones are truncated and counted"})
-    long_documents: str = field(default="truncate", metadata={"help": "texts longer than max_length: truncate (keep the start), or window (read whole, in overlapping windows of max_length tokens: the sequence task pools each and aggregates them per text by model.window_pooling; the token task tags each word in the window where it has most context on both sides, and reads each sentence with its document's neighbouring words as context)"})
+    long_documents: str = field(default="truncate", metadata={"help": "texts longer than max_length: truncate (keep the start), window (read whole, in overlapping windows of max_length tokens: the sequence task pools each and aggregates them per text by model.window_pooling; the token task tags each word in the window where it has most context on both sides, and reads each sentence with its document's neighbouring words as context), or stream (sequence task, last pooling: read whole as one sequence in consecutive chunks of max_length tokens, each attending to the keys and values of all chunks before it, so the text's state is that of one forward over all of it while activations stay those of max_length tokens; gradients flow through the last chunk)"})
     window_stride: int = field(default=0, metadata={"help": "long_documents=window: text tokens between the starts of two windows (0: half a window)"})
     append_eos: bool = field(default=False, metadata={"help": "sequence task: end every text with the EOS token (a fixed token for last pooling)"})
     template: str | None = field(default="auto", metadata={"help": "sequence task: wrap each text: auto (the model's chat template, text as the user turn; none without one), none, or e.g. 'Review: {text}\\nSentiment:' ({pair}: second text; {{ }} for literal braces)"})
 
     def __post_init__(self):
         _check(self.format, ("auto", "csv", "tsv", "jsonl", "parquet", "label-text", "conll"), "format")
-        _check(self.long_documents, ("truncate", "window"), "long_documents")
+        _check(self.long_documents, ("truncate", "window", "stream"), "long_documents")
         if self.window_stride < 0:
             raise ConfigError(f"window_stride={self.window_stride} must be >= 0 (0: half a window)")
-        if self.long_documents == "window" and self.text_pair_column:
-            raise ConfigError("long_documents=window reads single texts; pair runs truncate (long_documents=truncate)")
+        if self.long_documents != "truncate" and self.text_pair_column:
+            raise ConfigError(f"long_documents={self.long_documents} reads single texts; pair runs truncate "
+                              "(long_documents=truncate)")
         if self.max_length < 2:
             raise ConfigError(f"max_length={self.max_length} must be at least 2")
         if self.template in ("none", ""):
@@ -301,6 +302,13 @@ class RunConfig:
         if self.model.window_memory and self.train.gradient_checkpointing:
             raise ConfigError("window_memory needs each window's keys and values, which gradient checkpointing "
                               "does not keep; turn one of them off (memory is bounded by the windows already)")
+        if self.data.long_documents == "stream":
+            if self.train.gradient_checkpointing:
+                raise ConfigError("long_documents=stream needs each chunk's keys and values, which gradient "
+                                  "checkpointing does not keep; turn it off (a chunk's activations are bounded already)")
+            if self.model.pooling != "last":
+                raise ConfigError(f"long_documents=stream scores a text from its last token; pooling "
+                                  f"{self.model.pooling!r} would pool the last chunk only: set pooling last")
         t, pair = self.data.template, self.data.text_pair_column
         if t not in (None, "auto") and bool(pair) != ("{pair}" in t):
             raise ConfigError(f"template {t!r} " + ("has no {pair} field for text_pair_column " + repr(pair) if pair else

@@ -32,7 +32,7 @@ from .precision import autocast_for
 from .prefix_cache import SharedPrefix
 from .tasks import get_task
 from .window_cache import over_budget, sliced_logits
-from .window_memory import memory_states, uses_memory
+from .window_memory import memory_states, streams, uses_memory
 from .template import Template, resolve_template
 
 __all__ = ["LabelModel", "LabelOutput"]
@@ -111,9 +111,10 @@ class LabelModel(nn.Module):
         self.can_plan = base_config.model_type in attention.SUPPORTED_FAMILIES
         # the backend actually loaded (a family without SDPA falls back to its own eager attention)
         backend = base_config._attn_implementation.removeprefix("labeltune_")
-        if config.model.window_memory and self.bidirectional:
-            raise ConfigError(f"window_memory reads windows causally (each after its predecessor's keys); this run "
-                              f"unmasks layers (unmask={config.model.unmask}): set unmask none, or window_memory off")
+        if (config.model.window_memory or streams(config)) and self.bidirectional:
+            what = "window_memory" if config.model.window_memory else "long_documents=stream"
+            raise ConfigError(f"{what} reads windows causally (each after its predecessor's keys); this run "
+                              f"unmasks layers (unmask={config.model.unmask}): set unmask none, or {what} off")
         if self.bidirectional or config.train.batching == "packed":
             attention.check_supported(base_config, backend)
         if self.can_plan:  # stock behaviour until a forward carries a MaskPlan
@@ -221,8 +222,9 @@ class LabelModel(nn.Module):
     def score_states(self, pooled: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """(G, H) pooled states -> (E, L) logits; long texts' windows combined per text first."""
         if "window_example" in batch:
-            return self.head.score_pooled(pooled, batch["window_example"], batch["num_texts"],
-                                          self.config.model.window_pooling)
+            # stream: a text's last chunk has read all of it (its last token is the whole text's)
+            combine = "last" if streams(self.config) else self.config.model.window_pooling
+            return self.head.score_pooled(pooled, batch["window_example"], batch["num_texts"], combine)
         return self.head.score_pooled(pooled)
 
     def _shareable_prefix(self, ids: torch.Tensor, seg: torch.Tensor, packed: bool) -> int:

@@ -173,6 +173,13 @@ class Template:
             out.append([head + body[s : s + room] + tail for s in starts])
         return out
 
+    def encode_stream(self, texts: Sequence[str], max_length: int) -> list[list[list[int]]]:
+        """Each text as ONE templated sequence (what ``encode`` gives with no limit) cut into consecutive
+        chunks of ``max_length`` tokens, the last holding what is left (``long_documents=stream``): the
+        template's turn opens the first chunk only and its closing tokens end the last."""
+        whole, _ = self.encode(texts, None, 10**9)
+        return [[ids[s : s + max_length] for s in range(0, len(ids), max_length)] for ids in whole]
+
     def unpool(self, ids, pos, example_ids, num_examples: int, closing: bool):
         """(B, T) example_ids with template tokens set to -1, so pooling skips them: the prefix
         (position p < P holding prefix[p]) always; with ``closing``, also the suffix (an example's last

@@ -13,7 +13,14 @@ Positions: round r's tokens sit at r x width + their place in the window (width:
 row), so rotary embeddings see the memory as the text just before. Windows then need not overlap: the
 default stride is a whole window (``Template.encode_windows(..., recurrent=True)``).
 
-Memory is bounded as for sliced windows: a round holds at most one window per text of the batch.
+``long_documents=stream`` is the same recurrence with nothing dropped: a text is ONE templated sequence cut
+into consecutive chunks of max_length tokens (the template's turn once, at the start; its closing once, at
+the end), and each chunk attends to the keys and values of every chunk before it, so its states are exactly
+those of one forward over the whole text (chunked prefill), and the text is scored from its last token
+(``window_pooling`` last). Gradients flow through each text's last chunk only (the memory is detached).
+
+Memory is bounded as for sliced windows: a round holds at most one window per text of the batch (with
+``stream``, plus the keys and values of the chunks before it: a few KB per token and layer).
 Training is window_cache's GradCache with rounds as the parts: (1) every round without a graph, (2) the
 head and loss on all windows' states, (3) every round again with a graph, continuing from the memory
 that (3)'s previous round recomputed -- equal to (1)'s (same weights, replayed dropout masks).
@@ -34,7 +41,12 @@ __all__ = ["uses_memory", "window_rounds", "memory_states", "memory_backward"]
 
 def uses_memory(model, batch: dict[str, Any]) -> bool:
     """A windowed batch of a run whose windows remember (else windows are read independently)."""
-    return bool(model.config.model.window_memory) and "window_example" in batch
+    return (bool(model.config.model.window_memory) or streams(model.config)) and "window_example" in batch
+
+
+def streams(config) -> bool:
+    """``long_documents=stream``: chunks of one sequence, each reading ALL of its predecessors."""
+    return config.data.long_documents == "stream"
 
 
 def window_rounds(batch: dict[str, Any]) -> list[torch.Tensor]:
@@ -49,7 +61,8 @@ def window_rounds(batch: dict[str, Any]) -> list[torch.Tensor]:
 
 def _round(model, batch: dict[str, Any], r: int, rows: torch.Tensor, memory) -> tuple[torch.Tensor, tuple]:
     """(n, H) pooled states of round r's windows (``rows``), and what they leave for the next round:
-    (the forward's cache, (n, T) bool of their text tokens)."""
+    (the forward's cache, (n, M) bool of the cache positions the next round may see: this round's text
+    tokens (T = M); with ``stream``, every real token of this round and of the memory before it)."""
     dev = model.device
     ids, seg = batch["input_ids"][rows].to(dev), batch["segment_ids"][rows].to(dev)
     local = batch["position_ids"][rows].to(dev)
@@ -63,21 +76,25 @@ def _round(model, batch: dict[str, Any], r: int, rows: torch.Tensor, memory) -> 
         mask, kwargs = torch.cat([seen, mask], 1), cache_kwarg(model.base_model, cache)
     width = batch["input_ids"].shape[1]
     out = model.backbone(input_ids=ids, attention_mask=mask, position_ids=local + r * width, use_cache=True, **kwargs)
-    text = model.template.unpool(ids, local, part["example_ids"], n, closing=True) >= 0
-    return model.head.pool(out.last_hidden_state, groups, count), (output_cache(out), text)
+    if streams(model.config):
+        visible = mask.bool()  # (n, M + T): the memory's visible positions, then this chunk's real tokens
+    else:
+        visible = model.template.unpool(ids, local, part["example_ids"], n, closing=True) >= 0
+    return model.head.pool(out.last_hidden_state, groups, count), (output_cache(out), visible)
 
 
 def _memory(left: tuple, keep: torch.Tensor):
-    """The memory of the texts at ``keep`` (indices into the last round's rows): the last round's own
-    keys and values (the cache's last T positions) in every layer, detached, and which are visible."""
+    """The memory of the texts at ``keep`` (indices into the last round's rows): the cache's last M
+    positions in every layer, detached, and which are visible -- the last round's own keys and values
+    (M = T), or with ``stream`` all of them (M: every round so far)."""
     from transformers import DynamicCache
 
-    cache, text = left
-    T = text.shape[1]
+    cache, visible = left
+    M = visible.shape[1]
     memory = DynamicCache()
     for i, layer in enumerate(cache.layers):
-        memory.update(layer.keys[keep, :, -T:].detach(), layer.values[keep, :, -T:].detach(), i)
-    return memory, text[keep].long()
+        memory.update(layer.keys[keep, :, -M:].detach(), layer.values[keep, :, -M:].detach(), i)
+    return memory, visible[keep].long()
 
 
 def _run_rounds(model, batch: dict[str, Any], rounds: list[torch.Tensor]) -> Iterator[torch.Tensor]:

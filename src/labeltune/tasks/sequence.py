@@ -79,8 +79,9 @@ class SequenceTask(Task):
         if data.long_documents == "window":  # read whole: a long text becomes windows (none is cut)
             windows = model.template.encode_windows([e.text for e in examples], data.max_length, data.window_stride,
                                                     recurrent=model.config.model.window_memory)
-            return [Encoded(w[0], t) if len(w) == 1 else Encoded([i for x in w for i in x], t, windows=[len(x) for x in w])
-                    for w, t in zip(windows, targets)], 0
+            return _as_windows(windows, targets), 0
+        if data.long_documents == "stream":  # read whole: one sequence in consecutive chunks (window_memory.py)
+            return _as_windows(model.template.encode_stream([e.text for e in examples], data.max_length), targets), 0
         pairs = [e.pair for e in examples] if data.text_pair_column else None
         ids, truncated = model.template.encode([e.text for e in examples], pairs, data.max_length)
         return [Encoded(x, t) for x, t in zip(ids, targets)], truncated
@@ -248,3 +249,12 @@ class SequenceTask(Task):
             label = f"temperature {metrics['calibration']['temperature']:.2f}" if "calibration" in metrics else "scores"
             curves[label] = (metrics["reliability"], metrics["ece"])
             plot_reliability(curves, folder / "calibration.png")
+
+
+def _as_windows(windows: list[list[list[int]]], targets: list) -> list:
+    """Each text's windows (or chunks) as one Encoded: a text that fits stays plain; else its windows end to
+    end, with their lengths in ``windows`` (``batching._collate_windows`` gives each a row of its own)."""
+    from ..data.examples import Encoded
+
+    return [Encoded(w[0], t) if len(w) == 1 else Encoded([i for x in w for i in x], t, windows=[len(x) for x in w])
+            for w, t in zip(windows, targets)]

@@ -235,6 +235,9 @@ class TokenTask(Task):
         if config.model.window_memory:
             raise ConfigError("window_memory applies to the sequence task only (the token task reads each sentence "
                               "in one window of its document); leave it off")
+        if config.data.long_documents == "stream":
+            raise ConfigError("long_documents=stream applies to the sequence task only; the token task reads long "
+                              "documents with long_documents=window")
 
     # ---- data -----------------------------------------------------------------------------------
     def read(self, source, config, require_labels=True):

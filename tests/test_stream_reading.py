@@ -1,0 +1,136 @@
+"""Streamed reading (``long_documents=stream``, window_memory.py): a long text is one templated sequence cut
+into chunks of max_length tokens, each attending to the keys and values of all chunks before it. Checked
+against ONE forward over the whole text (the same logits), the gradients a round at a time against one
+graph, and a saved run against its reload and its export to the stock transformers class."""
+
+import json
+import random
+
+import pytest
+import torch
+from helpers import filler_text, tiny_label_model, trainable_grads, windowed_batch
+
+from labeltune import ConfigError, RunConfig
+from labeltune.window_memory import memory_backward, window_rounds
+
+TEMPLATE = "the {text} film"
+
+
+def _whole_text_logits(model, texts) -> torch.Tensor:
+    """The reference: each text read whole in one forward (truncation at a length no text reaches)."""
+    streamed = model.config
+    model.config = streamed.with_overrides({"data": {"long_documents": "truncate", "max_length": 10**6}})
+    try:
+        enc, truncated = model.encode(texts)
+        assert truncated == 0 and not any(e.windows for e in enc)
+        return torch.stack(model.logits(enc))
+    finally:
+        model.config = streamed
+
+
+def test_chunks_are_the_whole_templated_text_cut_in_order(tiny_llama):
+    model = tiny_label_model(tiny_llama, long_documents="stream", max_length=12, template=TEMPLATE)
+    text = filler_text(random.Random(1), 40)
+    (chunks,) = model.template.encode_stream([text], 12)
+    whole, _ = model.template.encode([text], None, 10**6)
+    assert [i for c in chunks for i in c] == whole[0]  # every token once, in order; the template once
+    assert [len(c) for c in chunks[:-1]] == [12] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 12
+    enc, truncated = model.encode([text, "short one"])
+    assert truncated == 0 and enc[0].windows == [len(c) for c in chunks] and enc[1].windows is None
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_a_streamed_text_scores_as_one_forward_over_all_of_it(tiny_llama, attn):
+    model = tiny_label_model(tiny_llama, long_documents="stream", max_length=12, template=TEMPLATE,
+                             attn_implementation=attn)
+    with torch.no_grad():
+        model.head.score.weight.normal_(std=0.5)
+    rng = random.Random(0)
+    texts = [filler_text(rng, 50), filler_text(rng, 4), filler_text(rng, 23), filler_text(rng, 9)]
+    enc, _ = model.encode(texts)
+    assert len(enc[0].windows) >= 5 and enc[1].windows is None  # one text in one chunk, one in many
+    expected = _whole_text_logits(model, texts)
+    torch.testing.assert_close(torch.stack(model.logits(enc)), expected, rtol=1e-4, atol=1e-5)
+    # a batch budget under one text's chunks changes nothing: a round holds one chunk per text
+    torch.testing.assert_close(torch.stack(model.logits(enc, max_tokens=12)), expected, rtol=1e-4, atol=1e-5)
+    # what makes it exact: every chunk before (one chunk of memory, window_memory's, reads otherwise)
+    windowed = model.config
+    model.config = windowed.with_overrides({"data": {"long_documents": "window"},
+                                            "model": {"window_memory": True, "window_pooling": "last"}})
+    one_back = torch.stack(model.logits(model.encode(texts)[0]))
+    model.config = windowed
+    assert (one_back[0] - expected[0]).abs().max() > 1e-3
+
+
+def test_a_round_at_a_time_gives_the_gradients_of_one_graph_and_only_last_chunks_build_one(tiny_llama):
+    model = tiny_label_model(tiny_llama, long_documents="stream", max_length=10, template="none").train()
+    rng = random.Random(2)
+    batch = windowed_batch(model, [filler_text(rng, 45), filler_text(rng, 20)], [1, 2])
+    rounds = len(window_rounds(batch))
+    assert rounds >= 4
+    whole = model(batch).loss
+    model.zero_grad()
+    whole.backward()
+    expected = trainable_grads(model)
+    model.zero_grad()
+    graphs = []  # per backbone forward: was a graph built?
+    hook = model.backbone.register_forward_pre_hook(lambda m, a: graphs.append(torch.is_grad_enabled()))
+    loss = memory_backward(model, batch, lambda l: l.backward())
+    hook.remove()
+    got = trainable_grads(model)
+    assert len(graphs) == 2 * rounds and not any(graphs[:rounds]) and sum(graphs[rounds:]) == 2  # two last chunks
+    torch.testing.assert_close(loss, whole.detach())
+    assert got.keys() == expected.keys() and any("lora" in n for n in got)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_streamed_run_trains_reloads_and_exports_to_the_stock_class(tmp_path, tiny_llama):
+    import labeltune
+    from labeltune import LabelModel
+    from labeltune.export import export_run
+
+    rng = random.Random(3)
+    rows = [{"text": filler_text(rng, 30) + (" great" if i % 2 else " awful"), "label": "pos" if i % 2 else "neg"}
+            for i in range(8)]
+    model = labeltune.train(rows, model=str(tiny_llama), max_length=12, epochs=1, batch_size=4,
+                            long_documents="stream", template=TEMPLATE, progress=False, calibration="none",
+                            mixed_precision="no", echo=lambda s: None, output=tmp_path / "run")
+    assert model.metrics["steps"] == 2 and model.metrics["truncated_train_examples"] == 0
+    loaded = LabelModel.from_pretrained(tmp_path / "run")
+    assert loaded.config.data.long_documents == "stream"
+    texts = [r["text"] for r in rows]
+    enc, _ = loaded.encode(texts)
+    assert all(e.windows and len(e.windows) >= 3 for e in enc)
+    ours = torch.stack(loaded.logits(enc))
+    torch.testing.assert_close(torch.stack(model.logits(enc)), ours)
+    # the stock class reads the whole text in one forward: a streamed run is what it computes
+    export_run(tmp_path / "run", tmp_path / "hf", format="transformers")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    template = json.loads((tmp_path / "hf" / "input_format.json").read_text())["template"]
+    with torch.no_grad():
+        stock = torch.stack([hf(**tok(template.format(text=t), return_tensors="pt")).logits[0] for t in texts])
+    torch.testing.assert_close(stock, ours, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("settings,match", [
+    ({"model": {"pooling": "mean"}}, "set pooling last"),
+    ({"train": {"gradient_checkpointing": True}}, "gradient checkpointing"),
+    ({"model": {"window_memory": True}}, "set long_documents=window too"),
+    ({"data": {"text_pair_column": "b", "template": "{text} {pair}"}}, "pair runs truncate"),
+    ({"model": {"task": "token"}}, "sequence task only"),
+])
+def test_stream_settings_are_checked(settings, match):
+    config = {"model": {}, "data": {"long_documents": "stream"}, "train": {}}
+    for section, values in settings.items():
+        config[section].update(values)
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_dict(config)
+
+
+def test_stream_refuses_unmasked_layers(tiny_llama):
+    with pytest.raises(ConfigError, match="long_documents=stream off"):
+        tiny_label_model(tiny_llama, long_documents="stream", unmask="all")
