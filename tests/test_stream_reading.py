@@ -11,6 +11,7 @@ import torch
 from helpers import filler_text, tiny_label_model, trainable_grads, windowed_batch
 
 from labeltune import ConfigError, RunConfig
+from labeltune.lora_dropout import FastDropout
 from labeltune.window_memory import memory_backward, window_rounds
 
 TEMPLATE = "the {text} film"
@@ -62,29 +63,6 @@ def test_a_streamed_text_scores_as_one_forward_over_all_of_it(tiny_llama, attn):
     assert (one_back[0] - expected[0]).abs().max() > 1e-3
 
 
-def test_a_round_at_a_time_gives_the_gradients_of_one_graph_and_only_last_chunks_build_one(tiny_llama):
-    model = tiny_label_model(tiny_llama, long_documents="stream", max_length=10, template="none").train()
-    rng = random.Random(2)
-    batch = windowed_batch(model, [filler_text(rng, 45), filler_text(rng, 20)], [1, 2])
-    rounds = len(window_rounds(batch))
-    assert rounds >= 4
-    whole = model(batch).loss
-    model.zero_grad()
-    whole.backward()
-    expected = trainable_grads(model)
-    model.zero_grad()
-    graphs = []  # per backbone forward: was a graph built?
-    hook = model.backbone.register_forward_pre_hook(lambda m, a: graphs.append(torch.is_grad_enabled()))
-    loss = memory_backward(model, batch, lambda l: l.backward())
-    hook.remove()
-    got = trainable_grads(model)
-    assert len(graphs) == 2 * rounds and not any(graphs[:rounds]) and sum(graphs[rounds:]) == 2  # two last chunks
-    torch.testing.assert_close(loss, whole.detach())
-    assert got.keys() == expected.keys() and any("lora" in n for n in got)
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
-
-
 def test_a_streamed_run_trains_reloads_and_exports_to_the_stock_class(tmp_path, tiny_llama):
     import labeltune
     from labeltune import LabelModel
@@ -134,3 +112,73 @@ def test_stream_settings_are_checked(settings, match):
 def test_stream_refuses_unmasked_layers(tiny_llama):
     with pytest.raises(ConfigError, match="long_documents=stream off"):
         tiny_label_model(tiny_llama, long_documents="stream", unmask="all")
+
+
+def _whole_text_gradients(model, texts, labels) -> tuple[torch.Tensor, dict]:
+    """The reference: loss and gradients of the batch read whole, one forward per text's whole sequence."""
+    streamed = model.config
+    model.config = streamed.with_overrides({"data": {"long_documents": "truncate", "max_length": 10**6}})
+    try:
+        batch = windowed_batch(model, texts, labels)
+        assert "window_example" not in batch
+        model.zero_grad()
+        loss = model(batch).loss
+        loss.backward()
+        return loss.detach(), trainable_grads(model)
+    finally:
+        model.config = streamed
+        model.zero_grad()
+
+
+@pytest.mark.parametrize("template", ["none", TEMPLATE])
+def test_streamed_training_has_the_gradients_of_one_forward_over_each_whole_text(tiny_llama, template):
+    """Chunks replayed last to first, the memory's gradient flowing back into the chunk that computed it:
+    the same loss and LoRA/head gradients as reading each text whole (and as one graph over the rounds)."""
+    model = tiny_label_model(tiny_llama, long_documents="stream", max_length=10, template=template,
+                             lora={"target_modules": "q_proj,k_proj,v_proj,o_proj"}).train()
+    rng = random.Random(2)
+    texts, labels = [filler_text(rng, 45), filler_text(rng, 20), filler_text(rng, 3)], [1, 2, 0]
+    expected_loss, expected = _whole_text_gradients(model, texts, labels)
+    batch = windowed_batch(model, texts, labels)
+    rounds = len(window_rounds(batch))
+    assert rounds >= 5
+    one_graph = model(batch).loss  # the rounds in one graph, memory attached
+    one_graph.backward()
+    in_one_graph = trainable_grads(model)
+    model.zero_grad()
+    graphs = []  # per backbone forward: was a graph built?
+    hook = model.backbone.register_forward_pre_hook(lambda m, a: graphs.append(torch.is_grad_enabled()))
+    loss = memory_backward(model, batch, lambda l: l.backward())
+    hook.remove()
+    got = trainable_grads(model)
+    assert graphs == [False] * rounds + [True] * rounds  # (1) no graph; (3) every round, last to first
+    torch.testing.assert_close(loss, expected_loss)
+    torch.testing.assert_close(one_graph.detach(), expected_loss)
+    assert got.keys() == expected.keys() and sum("lora" in n for n in got) >= 8
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(in_one_graph[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("dropout", [FastDropout, torch.nn.Dropout])
+def test_streamed_training_replays_each_chunks_dropout_masks(tiny_llama, dropout):
+    """With dropout in the adapters, the rounds replayed last to first use the masks their first forward
+    drew: the gradients of the rounds in one graph from the same seed."""
+    model = tiny_label_model(tiny_llama, long_documents="stream", max_length=10, template="none").train()
+    for m in model.modules():
+        if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict):
+            for name in list(m.lora_dropout):
+                m.lora_dropout[name] = dropout(0.3)
+    rng = random.Random(4)
+    batch = windowed_batch(model, [filler_text(rng, 40), filler_text(rng, 25)], [1, 0])
+    torch.manual_seed(5)
+    whole = model(batch).loss
+    whole.backward()
+    expected = trainable_grads(model)
+    model.zero_grad()
+    torch.manual_seed(5)
+    loss = memory_backward(model, batch, lambda l: l.backward())
+    got = trainable_grads(model)
+    torch.testing.assert_close(loss, whole.detach())
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)

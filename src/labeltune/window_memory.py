@@ -17,7 +17,10 @@ default stride is a whole window (``Template.encode_windows(..., recurrent=True)
 into consecutive chunks of max_length tokens (the template's turn once, at the start; its closing once, at
 the end), and each chunk attends to the keys and values of every chunk before it, so its states are exactly
 those of one forward over the whole text (chunked prefill), and the text is scored from its last token
-(``window_pooling`` last). Gradients flow through each text's last chunk only (the memory is detached).
+(``window_pooling`` last). Its gradients are those of that one forward too (``stream_backward``): the
+chunks are replayed last to first, each with a graph, and the gradient a chunk's keys and values received
+from the chunks after it flows on into the chunk that computed them -- backpropagation through the memory,
+with the activations of one round alive at a time.
 
 Memory is bounded as for sliced windows: a round holds at most one window per text of the batch (with
 ``stream``, plus the keys and values of the chunks before it: a few KB per token and layer).
@@ -34,9 +37,9 @@ from typing import Any, Callable, Iterator
 import torch
 
 from .prefix_cache import cache_kwarg, output_cache
-from .window_cache import gradcache_backward
+from .window_cache import _rng_state, gradcache_backward
 
-__all__ = ["uses_memory", "window_rounds", "memory_states", "memory_backward"]
+__all__ = ["uses_memory", "streams", "window_rounds", "memory_states", "memory_backward", "stream_backward"]
 
 
 def uses_memory(model, batch: dict[str, Any]) -> bool:
@@ -83,17 +86,19 @@ def _round(model, batch: dict[str, Any], r: int, rows: torch.Tensor, memory) -> 
     return model.head.pool(out.last_hidden_state, groups, count), (output_cache(out), visible)
 
 
-def _memory(left: tuple, keep: torch.Tensor):
+def _memory(left: tuple, keep: torch.Tensor, attached: bool = False):
     """The memory of the texts at ``keep`` (indices into the last round's rows): the cache's last M
-    positions in every layer, detached, and which are visible -- the last round's own keys and values
-    (M = T), or with ``stream`` all of them (M: every round so far)."""
+    positions in every layer and which are visible -- the last round's own keys and values (M = T),
+    detached; or with ``stream`` all of them (M: every round so far), attached (in one graph, the
+    gradient then flows through them as through one forward over the whole text)."""
     from transformers import DynamicCache
 
     cache, visible = left
     M = visible.shape[1]
+    stop = (lambda t: t) if attached else torch.Tensor.detach
     memory = DynamicCache()
     for i, layer in enumerate(cache.layers):
-        memory.update(layer.keys[keep, :, -M:].detach(), layer.values[keep, :, -M:].detach(), i)
+        memory.update(stop(layer.keys[keep, :, -M:]), stop(layer.values[keep, :, -M:]), i)
     return memory, visible[keep].long()
 
 
@@ -105,7 +110,7 @@ def _run_rounds(model, batch: dict[str, Any], rounds: list[torch.Tensor]) -> Ite
         memory = None
         if r:  # round r's texts are a subset of round r-1's, both in text order
             keep = torch.searchsorted(owner[rounds[r - 1]], owner[rows]).to(model.device)
-            memory = _memory(left, keep)
+            memory = _memory(left, keep, attached=streams(model.config))
         states, left = _round(model, batch, r, rows, memory)
         yield states
 
@@ -122,5 +127,85 @@ def memory_backward(model, batch: dict[str, Any], backward: Callable[[torch.Tens
     """Accumulate the gradient of ``scale`` x the batch's loss a round at a time (module doc); returns
     the loss (detached)."""
     rounds = window_rounds(batch)
+    if streams(model.config):
+        return stream_backward(model, batch, rounds, backward, scale, autocast)
     return gradcache_backward(model, batch, lambda: _run_rounds(model, batch, rounds), torch.cat(rounds), backward,
                               scale, autocast)
+
+
+def stream_backward(model, batch: dict[str, Any], rounds: list[torch.Tensor], backward: Callable[[torch.Tensor], None],
+                    scale: float = 1.0, autocast: Callable[[], Any] = nullcontext) -> torch.Tensor:
+    """``long_documents=stream``: the gradient of ``scale`` x the batch's loss, exactly that of one forward
+    over each whole text, with one round's activations alive at a time. (1) every round without a graph,
+    keeping each round's pooled states and its own (n, heads, T, d) keys and values in every layer;
+    (2) the head and loss: each state's gradient; (3) the rounds from last to first, each with a graph
+    over its memory (the earlier rounds' keys and values, as leaves): backward of its states and of its
+    own keys and values (the gradient later rounds gave them), and the leaves' gradients added to the
+    earlier rounds'. Dropout masks are replayed (each round's RNG state). Returns the loss (detached)."""
+    from transformers import DynamicCache
+
+    device, owner = model.device, batch["window_example"]
+    # where round k's texts sit among round j's rows (j <= k): texts run in every round up to their last
+    where = [[torch.searchsorted(owner[rounds[j]], owner[rounds[k]]).to(device) for j in range(k + 1)]
+             for k in range(len(rounds))]
+
+    def memory_of(k: int, own: list, leaves: bool):
+        """Round k's memory: per layer, rounds 0..k-1's own keys/values of round k's texts, end to end."""
+        if not k:
+            return None, []
+        cache, made = DynamicCache(), []
+        for layer in range(len(own[0])):
+            kv = [torch.cat([own[j][layer][x][where[k][j]] for j in range(k)], 2) for x in (0, 1)]
+            if leaves:
+                kv = [t.detach().requires_grad_() for t in kv]
+                made.append(kv)
+            cache.update(kv[0], kv[1], layer)
+        seen = torch.ones(len(rounds[k]), own[0][0][0].shape[2] * k, dtype=torch.long, device=device)
+        return (cache, seen), made
+
+    T = batch["input_ids"].shape[1]  # a round's row width: its own positions are the cache's last T
+
+    def own_kv(left) -> list:
+        return [(layer.keys[:, :, -T:], layer.values[:, :, -T:]) for layer in left[0].layers]
+
+    rng, states, own = [], [], []
+    with torch.no_grad():  # (1)
+        for k, rows in enumerate(rounds):
+            rng.append(_rng_state(device))
+            memory, _ = memory_of(k, own, leaves=False)
+            with autocast():
+                part, left = _round(model, batch, k, rows, memory)
+            states.append(part)
+            own.append(own_kv(left))
+    cached = torch.cat(states).detach().requires_grad_()
+    with autocast():  # (2)
+        logits = model.score_states(cached[torch.argsort(torch.cat(rounds).to(device))], batch)
+    loss = model.loss(logits, batch)
+    backward(loss * scale)
+    state_grad = cached.grad.split([len(r) for r in rounds])
+    kv_grad = [[[torch.zeros_like(t, dtype=torch.float32) for t in layer] for layer in round_kv] for round_kv in own]
+    devices = [device] if device.type == "cuda" else []
+    for k in reversed(range(len(rounds))):  # (3)
+        memory, leaves = memory_of(k, own, leaves=True)
+        cpu_state, cuda_state = rng[k]
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(cpu_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, device)
+            with autocast():
+                part, left = _round(model, batch, k, rounds[k], memory)
+        outputs, grads = [part], [state_grad[k].to(part.dtype)]
+        for layer, kv in enumerate(own_kv(left)):
+            for x, t in enumerate(kv):
+                if t.requires_grad:  # (not the first layer's keys without an adapter on k_proj: frozen)
+                    outputs.append(t)
+                    grads.append(kv_grad[k][layer][x].to(t.dtype))
+        torch.autograd.backward(outputs, grads)
+        for layer, pair in enumerate(leaves):  # the memory's gradient, back to the rounds that computed it
+            for x, leaf in enumerate(pair):
+                if leaf.grad is None:  # no query reads it with a gradient (nothing to pass back)
+                    continue
+                for j in range(k):
+                    kv_grad[j][layer][x].index_add_(0, where[k][j], leaf.grad[:, :, j * T:(j + 1) * T].float())
+        del memory, leaves, left, part
+    return loss.detach()
