@@ -309,6 +309,9 @@ class RunConfig:
             if self.model.pooling != "last":
                 raise ConfigError(f"long_documents=stream scores a text from its last token; pooling "
                                   f"{self.model.pooling!r} would pool the last chunk only: set pooling last")
+            if self.data.window_stride or self.model.window_pooling != "mean":
+                raise ConfigError("window_stride and window_pooling apply to long_documents=window; stream cuts a "
+                                  "text into consecutive chunks and scores its last token: leave them unset")
         t, pair = self.data.template, self.data.text_pair_column
         if t not in (None, "auto") and bool(pair) != ("{pair}" in t):
             raise ConfigError(f"template {t!r} " + ("has no {pair} field for text_pair_column " + repr(pair) if pair else

@@ -71,7 +71,7 @@ def _input_format(model) -> dict:
         fmt = (fmt or ("{text}\n{pair}" if cfg.data.text_pair_column else "{text}")) + tok.eos_token.replace(
             "{", "{{").replace("}", "}}")
     return {"task": "sequence", "template": fmt, "pairs": bool(cfg.data.text_pair_column),
-            "max_length": cfg.data.max_length,
+            "max_length": None if cfg.data.long_documents == "stream" else cfg.data.max_length,
             "how": ("ids = tokenizer(template.format(text=text" + (", pair=pair" if cfg.data.text_pair_column else "")
                     + ")).input_ids" if fmt else
                     "ids = tokenizer(text" + (", pair" if cfg.data.text_pair_column else "") + ").input_ids (the raw "

@@ -176,13 +176,15 @@ def stream_backward(model, batch: dict[str, Any], rounds: list[torch.Tensor], ba
             with autocast():
                 part, left = _round(model, batch, k, rows, memory)
             states.append(part)
-            own.append(own_kv(left))
+            own.append([(keys.clone(), values.clone()) for keys, values in own_kv(left)])  # not views of
+            del left  # the whole cache, which would keep every earlier round's positions alive again
     cached = torch.cat(states).detach().requires_grad_()
     with autocast():  # (2)
         logits = model.score_states(cached[torch.argsort(torch.cat(rounds).to(device))], batch)
     loss = model.loss(logits, batch)
     backward(loss * scale)
     state_grad = cached.grad.split([len(r) for r in rounds])
+    # the gradient each round's own keys/values receive from later rounds (fp32: summed over rounds)
     kv_grad = [[[torch.zeros_like(t, dtype=torch.float32) for t in layer] for layer in round_kv] for round_kv in own]
     devices = [device] if device.type == "cuda" else []
     for k in reversed(range(len(rounds))):  # (3)
@@ -207,5 +209,6 @@ def stream_backward(model, batch: dict[str, Any], rounds: list[torch.Tensor], ba
                     continue
                 for j in range(k):
                     kv_grad[j][layer][x].index_add_(0, where[k][j], leaf.grad[:, :, j * T:(j + 1) * T].float())
+        own[k] = kv_grad[k] = None  # round k is done: later rounds were replayed before it
         del memory, leaves, left, part
     return loss.detach()

@@ -3,12 +3,15 @@ from the pooled final states of the text (inside its template)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..errors import ConfigError
 from .base import Task, check_texts
 
 __all__ = ["SequenceTask"]
+
+log = logging.getLogger(__name__)
 
 _PRIMARY = {"single_label": ("accuracy", True), "multi_label": ("micro_f1", True), "regression": ("mse", False)}
 
@@ -81,7 +84,13 @@ class SequenceTask(Task):
                                                     recurrent=model.config.model.window_memory)
             return _as_windows(windows, targets), 0
         if data.long_documents == "stream":  # read whole: one sequence in consecutive chunks (window_memory.py)
-            return _as_windows(model.template.encode_stream([e.text for e in examples], data.max_length), targets), 0
+            chunks = model.template.encode_stream([e.text for e in examples], data.max_length)
+            longest, limit = max((sum(map(len, c)) for c in chunks), default=0), _positions(model)
+            if limit and longest > limit:
+                log.warning("%s: a text of %d tokens streams past the %d positions %s was trained on; its scores "
+                            "may suffer (long_documents=window reads any length)", source, longest, limit,
+                            model.config.model.name)
+            return _as_windows(chunks, targets), 0
         pairs = [e.pair for e in examples] if data.text_pair_column else None
         ids, truncated = model.template.encode([e.text for e in examples], pairs, data.max_length)
         return [Encoded(x, t) for x, t in zip(ids, targets)], truncated
@@ -258,3 +267,8 @@ def _as_windows(windows: list[list[list[int]]], targets: list) -> list:
 
     return [Encoded(w[0], t) if len(w) == 1 else Encoded([i for x in w for i in x], t, windows=[len(x) for x in w])
             for w, t in zip(windows, targets)]
+
+
+def _positions(model) -> int | None:
+    """The positions the backbone was trained on (``max_position_embeddings``), when its config says."""
+    return getattr(model.base_model.config, "max_position_embeddings", None)
