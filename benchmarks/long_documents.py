@@ -16,7 +16,9 @@ seeds both ran, with a 95% interval from resampling the test reviews (paired: bo
 reviews) and, per seed, McNemar's exact p-value on the reviews exactly one of them gets right.
 
 A mode ``window-P`` reads in windows combined by pooling P (``model.window_pooling``: mean, max,
-attention, last); plain ``window`` is labeltune's default (mean).
+attention, last); plain ``window`` is labeltune's default (mean); ``stream`` reads a review whole in chunks
+of L tokens (``long_documents=stream``). ``--seed S`` draws the training reviews and seeds training, as
+``labeltune bench`` does (rows written before it trained with labeltune's default seed, 42, on subset 0).
 """
 
 from __future__ import annotations
