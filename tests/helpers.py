@@ -127,3 +127,13 @@ def windowed_batch(model, texts, labels) -> dict:
 def trainable_grads(model) -> dict:
     """The gradients the trainable parameters hold, by name (copies)."""
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+
+
+def set_adapter_dropout(model, dropout, p: float = 0.3) -> int:
+    """Every LoRA adapter's dropout replaced by ``dropout(p)`` (a class: FastDropout, nn.Dropout);
+    ``tiny_label_model`` builds them off. Returns how many adapted layers there are."""
+    layers = [m for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)]
+    for m in layers:
+        for name in list(m.lora_dropout):
+            m.lora_dropout[name] = dropout(p)
+    return len(layers)

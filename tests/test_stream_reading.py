@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from helpers import filler_text, tiny_label_model, trainable_grads, windowed_batch
+from helpers import filler_text, set_adapter_dropout, tiny_label_model, trainable_grads, windowed_batch
 
 from labeltune import ConfigError, RunConfig
 from labeltune.lora_dropout import FastDropout
@@ -170,10 +170,7 @@ def test_streamed_training_replays_each_chunks_dropout_masks(tiny_llama, dropout
     """With dropout in the adapters, the rounds replayed last to first use the masks their first forward
     drew: the gradients of the rounds in one graph from the same seed."""
     model = tiny_label_model(tiny_llama, long_documents="stream", max_length=10, template="none").train()
-    for m in model.modules():
-        if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict):
-            for name in list(m.lora_dropout):
-                m.lora_dropout[name] = dropout(0.3)
+    set_adapter_dropout(model, dropout)
     rng = random.Random(4)
     batch = windowed_batch(model, [filler_text(rng, 40), filler_text(rng, 25)], [1, 0])
     torch.manual_seed(5)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 import torch
-from helpers import filler_text, tiny_label_model, trainable_grads, windowed_batch
+from helpers import filler_text, set_adapter_dropout, tiny_label_model, trainable_grads, windowed_batch
 
 from labeltune.lora_dropout import FastDropout
 from labeltune.window_cache import over_budget, sliced_backward, window_slices
@@ -41,11 +41,7 @@ def test_sliced_backward_replays_each_slices_dropout_masks(tiny_llama, dropout):
     gradient belongs to another forward than the states the head saw (labeltune's own LoRA dropout on
     a CPU, and torch's)."""
     model = tiny_label_model(tiny_llama, long_documents="window", max_length=10, template="none").train()
-    lora_layers = [m for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)]
-    assert lora_layers
-    for m in lora_layers:  # LoRA dropout 0.3 inside every slice's forward (the helper builds it off)
-        for name in list(m.lora_dropout):
-            m.lora_dropout[name] = dropout(0.3)
+    assert set_adapter_dropout(model, dropout)  # LoRA dropout 0.3 inside every slice's forward
     rng = random.Random(1)
     batch = windowed_batch(model, [filler_text(rng, 50)], [2])
     width = batch["input_ids"].shape[1]

@@ -6,7 +6,7 @@ import random
 
 import pytest
 import torch
-from helpers import FILLER, filler_text, tiny_label_model, trainable_grads, windowed_batch
+from helpers import FILLER, filler_text, set_adapter_dropout, tiny_label_model, trainable_grads, windowed_batch
 
 from labeltune import ConfigError
 from labeltune.lora_dropout import FastDropout
@@ -66,10 +66,7 @@ def test_a_round_at_a_time_gives_the_gradients_of_one_graph(tiny_llama, dropout,
     graph (the memory detached in both: no gradient flows into a window's predecessor)."""
     model = tiny_label_model(tiny_llama, long_documents="window", max_length=10, template="none",
                              window_memory=True, window_pooling=combine).train()
-    for m in model.modules():
-        if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict):
-            for name in list(m.lora_dropout):
-                m.lora_dropout[name] = dropout(0.3)
+    set_adapter_dropout(model, dropout)
     rng = random.Random(2)
     batch = windowed_batch(model, [filler_text(rng, 45), filler_text(rng, 20)], [1, 2])
     assert len(window_rounds(batch)) >= 4

@@ -22,12 +22,13 @@ long texts only. Training uses it in a single process; with several processes th
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator
 
 import torch
 
-__all__ = ["over_budget", "window_slices", "sliced_logits", "sliced_backward", "gradcache_backward"]
+__all__ = ["over_budget", "window_slices", "sliced_logits", "sliced_backward", "gradcache_backward", "torch_rng_state",
+           "replayed_rng"]
 
 
 def over_budget(batch: dict[str, Any], budget: int) -> bool:
@@ -60,10 +61,21 @@ def sliced_logits(model, batch: dict[str, Any], budget: int) -> torch.Tensor:
     return model.score_states(states, batch)
 
 
-def _rng_state(device: torch.device) -> tuple:
+def torch_rng_state(device: torch.device) -> tuple:
     """Torch's generators only (checkpoint.rng_state also holds Python's ``random``, which restoring
     here would rewind for the rest of the loop); fork_rng puts them back after each replay."""
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+@contextmanager
+def replayed_rng(state: tuple, device: torch.device):
+    """Torch's generators set to ``state`` (``torch_rng_state``'s) for a replayed forward, put back after it."""
+    cpu_state, cuda_state = state
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
+        yield
 
 
 def sliced_backward(model, batch: dict[str, Any], budget: int, backward: Callable[[torch.Tensor], None],
@@ -88,7 +100,7 @@ def gradcache_backward(model, batch: dict[str, Any], run_parts: Callable[[], Ite
     with torch.no_grad():  # (1) states only
         parts = run_parts()
         while True:
-            rng.append(_rng_state(device))
+            rng.append(torch_rng_state(device))
             with autocast():
                 part_states = next(parts, None)
             if part_states is None:
@@ -103,13 +115,9 @@ def gradcache_backward(model, batch: dict[str, Any], run_parts: Callable[[], Ite
     backward(loss * scale)
     grad = cached.grad  # already carries any loss scaling `backward` applied
     start = 0
-    devices = [device] if device.type == "cuda" else []
     parts = run_parts()
-    for (cpu_state, cuda_state), size in zip(rng, [len(part) for part in states]):  # (3) each part again
-        with torch.random.fork_rng(devices=devices):
-            torch.set_rng_state(cpu_state)
-            if cuda_state is not None:
-                torch.cuda.set_rng_state(cuda_state, device)
+    for state, size in zip(rng, [len(part) for part in states]):  # (3) each part again
+        with replayed_rng(state, device):
             # a part none of whose states reach the loss (window_pooling=last: windows before a
             # text's last) still runs -- a later part may read its memory -- but without a graph
             part_grad = grad[start:start + size]

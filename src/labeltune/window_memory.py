@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from .prefix_cache import cache_kwarg, output_cache
-from .window_cache import _rng_state, gradcache_backward
+from .window_cache import torch_rng_state, gradcache_backward, replayed_rng
 
 __all__ = ["uses_memory", "streams", "window_rounds", "memory_states", "memory_backward", "stream_backward"]
 
@@ -146,8 +146,9 @@ def stream_backward(model, batch: dict[str, Any], rounds: list[torch.Tensor], ba
 
     device, owner = model.device, batch["window_example"]
     # where round k's texts sit among round j's rows (j <= k): texts run in every round up to their last
-    where = [[torch.searchsorted(owner[rounds[j]], owner[rounds[k]]).to(device) for j in range(k + 1)]
+    where = [[torch.searchsorted(owner[rounds[j]], owner[rounds[k]]).to(device) for j in range(k)]
              for k in range(len(rounds))]
+    T = batch["input_ids"].shape[1]  # a round's row width: its own positions are the cache's last T
 
     def memory_of(k: int, own: list, leaves: bool):
         """Round k's memory: per layer, rounds 0..k-1's own keys/values of round k's texts, end to end."""
@@ -160,10 +161,8 @@ def stream_backward(model, batch: dict[str, Any], rounds: list[torch.Tensor], ba
                 kv = [t.detach().requires_grad_() for t in kv]
                 made.append(kv)
             cache.update(kv[0], kv[1], layer)
-        seen = torch.ones(len(rounds[k]), own[0][0][0].shape[2] * k, dtype=torch.long, device=device)
+        seen = torch.ones(len(rounds[k]), T * k, dtype=torch.long, device=device)
         return (cache, seen), made
-
-    T = batch["input_ids"].shape[1]  # a round's row width: its own positions are the cache's last T
 
     def own_kv(left) -> list:
         return [(layer.keys[:, :, -T:], layer.values[:, :, -T:]) for layer in left[0].layers]
@@ -171,7 +170,7 @@ def stream_backward(model, batch: dict[str, Any], rounds: list[torch.Tensor], ba
     rng, states, own = [], [], []
     with torch.no_grad():  # (1)
         for k, rows in enumerate(rounds):
-            rng.append(_rng_state(device))
+            rng.append(torch_rng_state(device))
             memory, _ = memory_of(k, own, leaves=False)
             with autocast():
                 part, left = _round(model, batch, k, rows, memory)
@@ -186,16 +185,10 @@ def stream_backward(model, batch: dict[str, Any], rounds: list[torch.Tensor], ba
     state_grad = cached.grad.split([len(r) for r in rounds])
     # the gradient each round's own keys/values receive from later rounds (fp32: summed over rounds)
     kv_grad = [[[torch.zeros_like(t, dtype=torch.float32) for t in layer] for layer in round_kv] for round_kv in own]
-    devices = [device] if device.type == "cuda" else []
     for k in reversed(range(len(rounds))):  # (3)
         memory, leaves = memory_of(k, own, leaves=True)
-        cpu_state, cuda_state = rng[k]
-        with torch.random.fork_rng(devices=devices):
-            torch.set_rng_state(cpu_state)
-            if cuda_state is not None:
-                torch.cuda.set_rng_state(cuda_state, device)
-            with autocast():
-                part, left = _round(model, batch, k, rounds[k], memory)
+        with replayed_rng(rng[k], device), autocast():
+            part, left = _round(model, batch, k, rounds[k], memory)
         outputs, grads = [part], [state_grad[k].to(part.dtype)]
         for layer, kv in enumerate(own_kv(left)):
             for x, t in enumerate(kv):

@@ -85,7 +85,8 @@ class SequenceTask(Task):
             return _as_windows(windows, targets), 0
         if data.long_documents == "stream":  # read whole: one sequence in consecutive chunks (window_memory.py)
             chunks = model.template.encode_stream([e.text for e in examples], data.max_length)
-            longest, limit = max((sum(map(len, c)) for c in chunks), default=0), _positions(model)
+            longest = max((sum(map(len, c)) for c in chunks), default=0)
+            limit = getattr(model.base_model.config, "max_position_embeddings", None)  # positions it was trained on
             if limit and longest > limit:
                 log.warning("%s: a text of %d tokens streams past the %d positions %s was trained on; its scores "
                             "may suffer (long_documents=window reads any length)", source, longest, limit,
@@ -267,8 +268,3 @@ def _as_windows(windows: list[list[list[int]]], targets: list) -> list:
 
     return [Encoded(w[0], t) if len(w) == 1 else Encoded([i for x in w for i in x], t, windows=[len(x) for x in w])
             for w, t in zip(windows, targets)]
-
-
-def _positions(model) -> int | None:
-    """The positions the backbone was trained on (``max_position_embeddings``), when its config says."""
-    return getattr(model.base_model.config, "max_position_embeddings", None)
